@@ -74,4 +74,11 @@ int64_t ck_batch_total_size(const uint8_t *p, size_t n);
 
 /* Recomputes and stores the CRC of the batch at p (total size n). */
 void ck_batch_update_crc(uint8_t *p, size_t n);
+
+/* Finds, inside the one batch at p (total size n, any codec), the first record whose
+ * timestamp is >= ts. Returns 0 with *offset (base_offset + offsetDelta) and *found_ts,
+ * CK_ENOENT if no record qualifies, or a negative error for a malformed batch.
+ * With LogAppendTime batches every record has the batch's max timestamp. */
+int ck_batch_find_timestamp(const uint8_t *p, size_t n, int64_t ts, int64_t *offset,
+                            int64_t *found_ts);
 #endif
