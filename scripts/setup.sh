@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Installs everything Chronik's build, tests and benchmarks need (Debian bookworm).
+#
+#   scripts/setup.sh            # install what is missing (fast no-op when all is present)
+#   SETUP_FORCE=1 scripts/setup.sh   # re-check everything, ignore the stamp
+#
+# Sources: Debian apt packages only, plus kafkajs from the npm registry (for the
+# JS integration test, into tests/integration/js/node_modules).
+# Works as root without sudo, without a TTY; idempotent.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+export NEEDRESTART_MODE=a
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+JS_DIR="$ROOT/tests/integration/js"
+KAFKAJS_VERSION="2.2.4"
+PY=/usr/bin/python3
+
+die()  { echo "setup.sh: ERROR: $*" >&2; exit 1; }
+warn() { echo "setup.sh: warning: $*" >&2; }
+log()  { echo "setup.sh: $*" >&2; }
+
+# Package list: "name" or "name=version" (the version is a preference: if apt does not
+# have it, the candidate version is installed instead, with a warning).
+PKGS=(
+  build-essential cmake pkg-config git clang
+  zlib1g-dev
+  libsnappy-dev=1.1.9-3
+  liblz4-dev=1.9.4-1
+  libzstd-dev=1.5.4+dfsg2-5
+  librdkafka-dev=2.0.2-1
+  libtomlplusplus-dev=3.3.0+ds-1
+  kcat=1.7.1-2
+  python3 python3-pytest python3-pytest-timeout
+  python3-kafka=2.0.2-3
+  python3-confluent-kafka=1.7.0-4
+  python3-snappy python3-lz4 python3-zstandard
+  curl ca-certificates procps iproute2
+)
+# Optional: a missing one only gives a warning (tests that need it skip with a reason).
+OPTIONAL_PKGS=(python3-snappy python3-lz4 python3-zstandard python3-pytest-timeout)
+
+# nodejs/npm only when the commands are missing (a NodeSource nodejs ships its own npm;
+# Debian's npm package would conflict with it).
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
+command -v npm  >/dev/null 2>&1 || PKGS+=(npm)
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo -n); else die "must run as root (or with passwordless sudo)"; fi
+fi
+
+is_optional() { local p; for p in "${OPTIONAL_PKGS[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+
+# Stamp: when the package list, the JS manifest and this script are unchanged and the
+# previous run succeeded, only a cheap dpkg-query + module check is done.
+STAMP_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/chronik"
+STAMP="$STAMP_DIR/setup.stamp"
+stamp_key() {
+  { printf '%s\n' "${PKGS[@]}"; cat "$JS_DIR/package.json" 2>/dev/null; cat "$0"; } | sha256sum | cut -d' ' -f1
+}
+
+# Prints the names (without versions) of packages that are not installed.
+missing_pkgs() {
+  local names=() p
+  for p in "${PKGS[@]}"; do names+=("${p%%=*}"); done
+  # dpkg-query prints one status line per known package; unknown ones go to stderr.
+  local installed
+  installed="$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${names[@]}" 2>/dev/null \
+               | awk '$2 ~ /^ii/ {print $1}')" || true
+  for p in "${names[@]}"; do
+    grep -qx -- "$p" <<<"$installed" || echo "$p"
+  done
+}
+
+kafkajs_ok() {
+  [ -f "$JS_DIR/node_modules/kafkajs/package.json" ] || return 1
+  local v
+  v="$(cd "$JS_DIR" && node -e "process.stdout.write(require('kafkajs/package.json').version)" 2>/dev/null)" || return 1
+  [ "$v" = "$KAFKAJS_VERSION" ] && (cd "$JS_DIR" && node -e "require('kafkajs')" >/dev/null 2>&1)
+}
+
+# ---------------------------------------------------------------- fast path
+KEY="$(stamp_key)"
+if [ -z "${SETUP_FORCE:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$KEY" ] \
+   && [ -z "$(missing_pkgs)" ] && kafkajs_ok; then
+  echo "setup.sh: ok: all ${#PKGS[@]} Debian packages present, kafkajs $KAFKAJS_VERSION present (stamp)"
+  exit 0
+fi
+
+# ---------------------------------------------------------------- apt packages
+MISSING=($(missing_pkgs))
+INSTALLED_NOW=()
+if [ "${#MISSING[@]}" -gt 0 ]; then
+  log "missing Debian packages: ${MISSING[*]}"
+  "${SUDO[@]}" apt-get update -qq >&2 || die "apt-get update failed"
+  ARGS=()
+  for name in "${MISSING[@]}"; do
+    want=""
+    for p in "${PKGS[@]}"; do
+      if [ "${p%%=*}" = "$name" ] && [ "$p" != "$name" ]; then want="${p#*=}"; fi
+    done
+    cand="$(apt-cache policy "$name" 2>/dev/null | awk '/Candidate:/ {print $2}')"
+    if [ -z "$cand" ] || [ "$cand" = "(none)" ]; then
+      if is_optional "$name"; then warn "optional package $name is not available from apt; skipping it"; continue; fi
+      die "package $name is not available from apt (no candidate version)"
+    fi
+    if [ -n "$want" ]; then
+      if apt-cache show "$name=$want" >/dev/null 2>&1; then
+        ARGS+=("$name=$want")
+      else
+        warn "$name=$want is not available; installing candidate $cand instead"
+        ARGS+=("$name")
+      fi
+    else
+      ARGS+=("$name")
+    fi
+  done
+  if [ "${#ARGS[@]}" -gt 0 ]; then
+    log "apt-get install ${ARGS[*]}"
+    if ! "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
+          -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${ARGS[@]}" >&2; then
+      die "apt-get install failed for: ${ARGS[*]}"
+    fi
+    INSTALLED_NOW=("${ARGS[@]}")
+  fi
+  STILL=($(missing_pkgs))
+  for name in "${STILL[@]:-}"; do
+    [ -z "$name" ] && continue
+    if is_optional "$name"; then warn "optional package $name is still missing"; else die "package $name could not be installed"; fi
+  done
+fi
+
+# Pinned versions that were already installed at another version: warn, never downgrade.
+for p in "${PKGS[@]}"; do
+  [ "$p" = "${p%%=*}" ] && continue
+  have="$(dpkg-query -W -f='${Version}' "${p%%=*}" 2>/dev/null || true)"
+  [ -n "$have" ] && [ "$have" != "${p#*=}" ] && warn "${p%%=*} is $have (preferred ${p#*=})"
+done
+
+# ---------------------------------------------------------------- checks
+command -v node >/dev/null 2>&1 || die "node is missing after install"
+command -v npm  >/dev/null 2>&1 || die "npm is missing after install"
+NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$NODE_MAJOR" -ge 18 ] || die "node $NODE_MAJOR is too old (the JS tests use node --test, Node 18+)"
+command -v kcat >/dev/null 2>&1 || die "kcat is missing after install"
+[ -x "$PY" ] || die "$PY is missing"
+"$PY" -c 'import pytest, kafka, confluent_kafka' 2>/dev/null \
+  || die "$PY cannot import pytest/kafka/confluent_kafka (Debian python3-pytest python3-kafka python3-confluent-kafka)"
+OPT_MISSING=()
+for m in snappy lz4.frame zstandard pytest_timeout; do
+  "$PY" -c "import $m" 2>/dev/null || OPT_MISSING+=("$m")
+done
+[ "${#OPT_MISSING[@]}" -eq 0 ] || warn "optional python modules missing (tests needing them skip): ${OPT_MISSING[*]}"
+
+# ---------------------------------------------------------------- kafkajs (npm)
+NPM_DONE="present"
+if ! kafkajs_ok; then
+  [ -f "$JS_DIR/package.json" ] || die "$JS_DIR/package.json is missing"
+  log "npm install kafkajs@$KAFKAJS_VERSION into $JS_DIR/node_modules"
+  # kafkajs has no dependencies; package.json pins the exact version, no lock file kept.
+  if ! (cd "$JS_DIR" && npm install --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null); then
+    die "npm install of kafkajs@$KAFKAJS_VERSION failed (is the npm registry reachable?)"
+  fi
+  kafkajs_ok || die "kafkajs $KAFKAJS_VERSION not loadable from $JS_DIR after npm install"
+  NPM_DONE="installed"
+fi
+
+mkdir -p "$STAMP_DIR" && echo "$KEY" > "$STAMP"
+echo "setup.sh: ok: ${#PKGS[@]} Debian packages present (installed now: ${#INSTALLED_NOW[@]}${INSTALLED_NOW:+: ${INSTALLED_NOW[*]}}), node $(node --version), kcat $(kcat -V 2>&1 | awk '/^Version/ {print $2}'), kafkajs $KAFKAJS_VERSION $NPM_DONE${OPT_MISSING:+, optional missing: ${OPT_MISSING[*]}}"

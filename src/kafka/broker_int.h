@@ -1,0 +1,122 @@
+/* Private layouts of the Kafka front end, shared by the connection code and the handlers. */
+#ifndef CK_KAFKA_BROKER_INT_H
+#define CK_KAFKA_BROKER_INT_H
+
+#include "core/arena.h"
+#include "core/buf.h"
+#include "kafka/broker.h"
+#include "kafka/gen/kafka_msgs.h"
+#include "kafka/kerr.h"
+
+typedef struct ck_kconn ck_kconn_t;
+typedef struct ck_kreq ck_kreq_t;
+
+/* What a handler tells the dispatcher. */
+enum ck_hres {
+    CK_H_DONE = 0,   /* the response body is in req->resp */
+    CK_H_DEFER = 1,  /* req->resume will be called on durable/wake events until it is DONE */
+    CK_H_NORESP = 2, /* no response at all (Produce with acks=0) */
+    CK_H_CLOSE = 3,  /* protocol violation: close the connection */
+};
+
+typedef int (*ck_kreq_resume_fn)(ck_broker_t *b, ck_kreq_t *req, bool timed_out);
+
+struct ck_kreq {
+    ck_kconn_t *conn;     /* NULL once the connection went away (the request is orphaned) */
+    ck_kreq_t *next;      /* connection queue, in arrival order */
+    int16_t api_key, api_version;
+    int32_t correlation_id;
+    ck_slice_t client_id;
+    uint8_t *frame;       /* owned request bytes (size prefix excluded) */
+    size_t frame_len;
+    ck_arena_t arena;     /* decoded request and handler scratch */
+    ck_wbuf_t resp;       /* [size][response header][body] */
+    size_t resp_sent;
+    bool done, noresp;
+    /* deferred requests */
+    ck_kreq_resume_fn resume;
+    void *state;
+    int64_t deadline_ms;  /* monotonic; resume(timed_out=true) once passed */
+    ck_kreq_t *wait_next, *wait_prev;
+    bool waiting;
+};
+
+struct ck_kconn {
+    ck_broker_t *b;
+    ck_watch_t watch;
+    ck_kconn_t *next, *prev;
+    uint8_t *rbuf;
+    size_t rlen, rcap;
+    ck_kreq_t *q_head, *q_tail;
+    int q_len;
+    size_t pending_bytes;
+    int64_t last_active_ms;
+    bool read_paused, closing, peer_closed;
+    char peer[64];
+};
+
+struct ck_broker {
+    ck_loop_t *loop;
+    ck_log_t *log;
+    ck_topics_t *topics;
+    ck_broker_config_t cfg;
+    char *advertised_host;
+    char *cluster_id;
+    int bound_port;
+    ck_watch_t listeners[4];
+    int nlisteners;
+    ck_kconn_t *conns;
+    int nconns;
+    ck_kreq_t *waiting; /* deferred requests */
+    ck_timer_t wait_timer;
+    ck_timer_t idle_timer;
+    ck_timer_t sweep_timer;
+    bool accepting;
+    int inflight;
+    ck_wbuf_t scratch;
+    /* incremental fetch sessions (KIP-227) */
+    struct ck_fetch_session *sessions;
+    int32_t next_session_id;
+    /* counters */
+    uint64_t produce_requests, fetch_requests, bytes_in, bytes_out;
+};
+
+/* Marks req complete (response in req->resp) and writes out what is ready. */
+void ck__kreq_finish(ck_broker_t *b, ck_kreq_t *req);
+/* Parks req until resume() returns CK_H_DONE; deadline_ms < 0 = no timeout. */
+void ck__kreq_wait(ck_broker_t *b, ck_kreq_t *req, ck_kreq_resume_fn resume, int64_t deadline_ms);
+/* Runs every parked request's resume (after an append or a flush). */
+void ck__broker_wake_waiters(ck_broker_t *b);
+
+/* Finds a topic, auto-creating it when allowed (Metadata/Produce). */
+ck_topic_t *ck__broker_topic(ck_broker_t *b, ck_slice_t name, bool create, int16_t *err);
+
+/* Handlers: decode req->frame body from r, write the response body into req->resp. */
+typedef int (*ck_khandler_fn)(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_api_versions(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_metadata(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_produce(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_fetch(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_list_offsets(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_create_topics(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_delete_topics(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_create_partitions(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_delete_records(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_describe_configs(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_alter_configs(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_incremental_alter_configs(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_describe_cluster(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+
+/* The API keys and version ranges we serve (ApiVersions reply); NULL if not served. */
+typedef struct ck_served_api {
+    int16_t key, min_version, max_version;
+    ck_khandler_fn fn;
+} ck_served_api_t;
+const ck_served_api_t *ck__served_api(int16_t key);
+extern const ck_served_api_t ck__served_apis[];
+extern const int ck__served_apis_count;
+
+/* Drops a closed connection's state from incremental fetch sessions etc. */
+void ck__fetch_sessions_free(ck_broker_t *b);
+
+#endif

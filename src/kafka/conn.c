@@ -1,0 +1,605 @@
+/* Connections: framing ([int32 size][request]), the per-connection request queue that
+ * keeps replies in request order while later requests are already being processed
+ * (pipelining), backpressure, idle timeouts, and the parked (deferred) requests.
+ *
+ * A request's life: read → dispatch (decode, handle) → DONE or DEFER → finished → written
+ * → freed. A connection that goes away while requests are parked leaves them orphaned
+ * (conn = NULL); they are freed when they complete, so a handler never sees freed memory. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/logging.h"
+#include "kafka/broker_int.h"
+#include "net/sock.h"
+
+#define READ_CHUNK 65536
+#define MAX_QUEUED_REQUESTS 1024
+
+static void conn_io(ck_watch_t *w, int events);
+static void conn_close(ck_kconn_t *c, const char *why);
+
+void ck_broker_config_default(ck_broker_config_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->advertised_host = "127.0.0.1";
+    c->node_id = 1;
+    c->cluster_id = "chronik-cluster";
+    c->max_request_bytes = 104857600;
+    c->idle_ms = 600000;
+    c->auto_create_topics = true;
+    c->default_partitions = 3;
+    c->max_conn_pending_bytes = 64 << 20;
+}
+
+static void req_free(ck_kreq_t *r)
+{
+    ck_free(r->frame);
+    ck_arena_free(&r->arena);
+    ck_wbuf_free(&r->resp);
+    ck_free(r);
+}
+
+/* ---- parked requests ---- */
+
+static void wait_unlink(ck_broker_t *b, ck_kreq_t *r)
+{
+    if (!r->waiting)
+        return;
+    if (r->wait_prev)
+        r->wait_prev->wait_next = r->wait_next;
+    else
+        b->waiting = r->wait_next;
+    if (r->wait_next)
+        r->wait_next->wait_prev = r->wait_prev;
+    r->wait_next = r->wait_prev = NULL;
+    r->waiting = false;
+}
+
+static void arm_wait_timer(ck_broker_t *b)
+{
+    int64_t next = -1;
+    for (ck_kreq_t *r = b->waiting; r; r = r->wait_next)
+        if (r->deadline_ms >= 0 && (next < 0 || r->deadline_ms < next))
+            next = r->deadline_ms;
+    if (next >= 0)
+        ck_timer_start(b->loop, &b->wait_timer, next);
+    else
+        ck_timer_stop(b->loop, &b->wait_timer);
+}
+
+void ck__kreq_wait(ck_broker_t *b, ck_kreq_t *r, ck_kreq_resume_fn resume, int64_t deadline_ms)
+{
+    r->resume = resume;
+    r->deadline_ms = deadline_ms;
+    r->waiting = true;
+    r->wait_prev = NULL;
+    r->wait_next = b->waiting;
+    if (b->waiting)
+        b->waiting->wait_prev = r;
+    b->waiting = r;
+    if (deadline_ms >= 0 && (!ck_timer_armed(&b->wait_timer) || deadline_ms < b->wait_timer.deadline_ms))
+        ck_timer_start(b->loop, &b->wait_timer, deadline_ms);
+}
+
+static void run_waiters(ck_broker_t *b, bool only_timeouts)
+{
+    int64_t now = ck_mono_ms();
+    ck_kreq_t *r = b->waiting;
+    while (r) {
+        ck_kreq_t *next = r->wait_next;
+        bool timed_out = r->deadline_ms >= 0 && now >= r->deadline_ms;
+        if (!only_timeouts || timed_out) {
+            int rc = r->resume(b, r, timed_out);
+            if (rc != CK_H_DEFER) {
+                wait_unlink(b, r);
+                if (rc == CK_H_NORESP)
+                    r->noresp = true;
+                ck__kreq_finish(b, r);
+            }
+        }
+        r = next;
+    }
+    arm_wait_timer(b);
+}
+
+void ck__broker_wake_waiters(ck_broker_t *b) { run_waiters(b, false); }
+void ck_broker_on_durable(ck_broker_t *b) { run_waiters(b, false); }
+
+static void wait_timer_cb(ck_timer_t *t) { run_waiters(t->data, true); }
+
+/* ---- output ---- */
+
+static void conn_update_interest(ck_kconn_t *c)
+{
+    int ev = 0;
+    if (!c->read_paused && !c->peer_closed && c->b->accepting)
+        ev |= CK_EV_READ;
+    if (c->q_head && c->q_head->done && !c->q_head->noresp)
+        ev |= CK_EV_WRITE;
+    ck_watch_set(c->b->loop, &c->watch, ev);
+}
+
+/* Writes finished responses at the head of the queue. Returns -1 if the connection died. */
+static int conn_flush(ck_kconn_t *c)
+{
+    ck_broker_t *b = c->b;
+    for (;;) {
+        /* skip acks=0 produce requests that need no reply */
+        while (c->q_head && c->q_head->done && c->q_head->noresp) {
+            ck_kreq_t *r = c->q_head;
+            c->q_head = r->next;
+            if (!c->q_head)
+                c->q_tail = NULL;
+            c->q_len--;
+            c->pending_bytes -= r->frame_len;
+            b->inflight--;
+            req_free(r);
+        }
+        if (!c->q_head || !c->q_head->done)
+            break;
+        struct iovec iov[64];
+        int n = 0;
+        for (ck_kreq_t *r = c->q_head; r && r->done && n < 64; r = r->next) {
+            if (r->noresp)
+                break;
+            iov[n].iov_base = r->resp.data + r->resp_sent;
+            iov[n].iov_len = r->resp.len - r->resp_sent;
+            n++;
+        }
+        if (n == 0)
+            continue;
+        ssize_t w = writev(c->watch.fd, iov, n);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            conn_close(c, "write failed");
+            return -1;
+        }
+        b->bytes_out += (uint64_t)w;
+        size_t left = (size_t)w;
+        while (left && c->q_head) {
+            ck_kreq_t *r = c->q_head;
+            size_t rem = r->resp.len - r->resp_sent;
+            if (left < rem) {
+                r->resp_sent += left;
+                left = 0;
+                break;
+            }
+            left -= rem;
+            c->q_head = r->next;
+            if (!c->q_head)
+                c->q_tail = NULL;
+            c->q_len--;
+            c->pending_bytes -= r->frame_len + r->resp.len;
+            b->inflight--;
+            req_free(r);
+        }
+        if (c->q_head && c->q_head->done && c->q_head->resp_sent > 0)
+            break; /* partial write: wait for EPOLLOUT */
+    }
+    if (c->read_paused && c->q_len < MAX_QUEUED_REQUESTS / 2 &&
+        (int64_t)c->pending_bytes < b->cfg.max_conn_pending_bytes / 2)
+        c->read_paused = false;
+    if (c->closing && !c->q_head) {
+        conn_close(c, NULL);
+        return -1;
+    }
+    conn_update_interest(c);
+    return 0;
+}
+
+void ck__kreq_finish(ck_broker_t *b, ck_kreq_t *r)
+{
+    r->done = true;
+    if (!r->noresp) {
+        /* patch the size prefix */
+        ck_put_u32(r->resp.data, (uint32_t)(r->resp.len - 4));
+    }
+    ck_kconn_t *c = r->conn;
+    if (!c) {
+        /* orphaned: the connection is gone */
+        b->inflight--;
+        req_free(r);
+        return;
+    }
+    if (!r->noresp)
+        c->pending_bytes += r->resp.len;
+    if (c->q_head == r || (c->q_head && c->q_head->done))
+        conn_flush(c);
+}
+
+/* ---- dispatch ---- */
+
+static void dispatch(ck_kconn_t *c, ck_kreq_t *r)
+{
+    ck_broker_t *b = c->b;
+    ck_rbuf_t rd;
+    ck_rbuf_init(&rd, r->frame, r->frame_len);
+    int16_t key = ck_get_u16(r->frame) , ver = (int16_t)ck_get_u16(r->frame + 2);
+    r->api_key = key;
+    r->api_version = ver;
+    r->correlation_id = (int32_t)ck_get_u32(r->frame + 4);
+    const ck_served_api_t *api = ck__served_api(key);
+    bool unsupported = !api || ver < api->min_version || ver > api->max_version;
+    if (unsupported && key != CK_API_API_VERSIONS) {
+        CK_WARN("kafka", "%s: unsupported API key %d version %d, closing connection", c->peer, key, ver);
+        r->done = true;
+        r->noresp = true;
+        c->closing = true;
+        return;
+    }
+    int hv = unsupported ? 1 : ck_kafka_request_header_version(key, ver);
+    ck_kafka_request_header_t hdr;
+    ck_kafka_request_header_init(&hdr);
+    if (ck_kafka_request_header_decode(&rd, (int16_t)hv, &r->arena, &hdr) != 0) {
+        CK_WARN("kafka", "%s: malformed request header, closing connection", c->peer);
+        r->done = true;
+        r->noresp = true;
+        c->closing = true;
+        return;
+    }
+    r->client_id = hdr.client_id;
+    /* response header: size placeholder, correlation id, tagged fields for v1 */
+    ck_wr_u32(&r->resp, 0);
+    ck_wr_i32(&r->resp, r->correlation_id);
+    if (!unsupported && ck_kafka_response_header_version(key, ver) >= 1)
+        ck_wr_u8(&r->resp, 0);
+    int rc;
+    if (unsupported) {
+        /* ApiVersions newer than ours: reply v0 with UNSUPPORTED_VERSION and our ranges,
+         * so the client can retry with a version we know. */
+        r->api_version = 0;
+        rc = ck__h_api_versions(b, r, NULL);
+    } else {
+        rc = api->fn(b, r, &rd);
+    }
+    if (r->resp.err)
+        rc = CK_H_CLOSE;
+    switch (rc) {
+    case CK_H_DONE:
+        r->done = true;
+        break;
+    case CK_H_DEFER:
+        break; /* handler parked it with ck__kreq_wait */
+    case CK_H_NORESP:
+        r->done = true;
+        r->noresp = true;
+        break;
+    default:
+        CK_WARN("kafka", "%s: malformed %s v%d request (correlation id %d), closing connection",
+                c->peer, ck_kafka_api_find(key) ? ck_kafka_api_find(key)->name : "?", ver,
+                r->correlation_id);
+        r->done = true;
+        r->noresp = true;
+        c->closing = true;
+        break;
+    }
+    if (r->done && !r->noresp)
+        ck_put_u32(r->resp.data, (uint32_t)(r->resp.len - 4));
+    if (r->done && !r->noresp)
+        c->pending_bytes += r->resp.len;
+}
+
+/* Takes ownership of frame. */
+static void enqueue(ck_kconn_t *c, uint8_t *frame, size_t len)
+{
+    ck_broker_t *b = c->b;
+    ck_kreq_t *r = ck_calloc(1, sizeof(*r));
+    if (!r) {
+        ck_free(frame);
+        conn_close(c, "out of memory");
+        return;
+    }
+    r->conn = c;
+    r->frame = frame;
+    r->frame_len = len;
+    if (c->q_tail)
+        c->q_tail->next = r;
+    else
+        c->q_head = r;
+    c->q_tail = r;
+    c->q_len++;
+    c->pending_bytes += len;
+    b->inflight++;
+    dispatch(c, r);
+}
+
+static void conn_read(ck_kconn_t *c)
+{
+    ck_broker_t *b = c->b;
+    for (int rounds = 0; rounds < 16 && !c->read_paused && !c->closing; rounds++) {
+        if (c->rcap - c->rlen < READ_CHUNK / 4) {
+            size_t cap = c->rcap ? c->rcap * 2 : READ_CHUNK;
+            /* the buffer only grows to hold one frame in progress */
+            if (c->rlen >= 4) {
+                size_t need = 4 + (size_t)ck_get_u32(c->rbuf);
+                if (cap > need && need > READ_CHUNK)
+                    cap = need;
+            }
+            uint8_t *nb = ck_realloc(c->rbuf, cap);
+            if (!nb) {
+                conn_close(c, "out of memory");
+                return;
+            }
+            c->rbuf = nb;
+            c->rcap = cap;
+        }
+        ssize_t n = read(c->watch.fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+        if (n == 0) {
+            c->peer_closed = true;
+            break;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                break;
+            conn_close(c, "read failed");
+            return;
+        }
+        b->bytes_in += (uint64_t)n;
+        c->rlen += (size_t)n;
+        c->last_active_ms = ck_loop_now(b->loop);
+        /* cut complete frames */
+        size_t off = 0;
+        while (c->rlen - off >= 4 && !c->closing) {
+            int32_t size = (int32_t)ck_get_u32(c->rbuf + off);
+            if (size < 8 || (int64_t)size > b->cfg.max_request_bytes) {
+                CK_WARN("kafka", "%s: invalid request size %d (limit %lld), closing connection",
+                        c->peer, size, (long long)b->cfg.max_request_bytes);
+                conn_close(c, NULL);
+                return;
+            }
+            if (c->rlen - off - 4 < (size_t)size) {
+                /* make room for the whole frame now that its size is known and allowed */
+                if (off == 0 && c->rcap < (size_t)size + 4) {
+                    uint8_t *nb = ck_realloc(c->rbuf, (size_t)size + 4);
+                    if (!nb) {
+                        conn_close(c, "out of memory");
+                        return;
+                    }
+                    c->rbuf = nb;
+                    c->rcap = (size_t)size + 4;
+                }
+                break;
+            }
+            uint8_t *frame = ck_malloc((size_t)size);
+            if (!frame) {
+                conn_close(c, "out of memory");
+                return;
+            }
+            memcpy(frame, c->rbuf + off + 4, (size_t)size);
+            off += 4 + (size_t)size;
+            enqueue(c, frame, (size_t)size);
+            if (c->q_len >= MAX_QUEUED_REQUESTS || (int64_t)c->pending_bytes >= b->cfg.max_conn_pending_bytes)
+                c->read_paused = true;
+        }
+        if (off) {
+            memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+            c->rlen -= off;
+        }
+        if (c->rcap > 4 * READ_CHUNK && c->rlen < READ_CHUNK) {
+            uint8_t *nb = ck_realloc(c->rbuf, READ_CHUNK);
+            if (nb) {
+                c->rbuf = nb;
+                c->rcap = READ_CHUNK;
+            }
+        }
+    }
+    if (c->peer_closed) {
+        /* half-close: answer what was asked, then close */
+        c->closing = true;
+        if (!c->q_head) {
+            conn_close(c, NULL);
+            return;
+        }
+    }
+    conn_flush(c);
+}
+
+static void conn_io(ck_watch_t *w, int events)
+{
+    ck_kconn_t *c = w->data;
+    if (events & CK_EV_READ) {
+        if (!c->read_paused && !c->peer_closed) {
+            conn_read(c);
+            return; /* conn_read flushes; c may be gone */
+        }
+    }
+    if (events & CK_EV_WRITE)
+        conn_flush(c);
+}
+
+static void conn_close(ck_kconn_t *c, const char *why)
+{
+    ck_broker_t *b = c->b;
+    if (why)
+        CK_DEBUG("kafka", "%s: closing connection: %s", c->peer, why);
+    ck_watch_stop(b->loop, &c->watch);
+    close(c->watch.fd);
+    c->watch.fd = -1;
+    ck_kreq_t *r = c->q_head;
+    while (r) {
+        ck_kreq_t *n = r->next;
+        if (r->done) {
+            b->inflight--;
+            req_free(r);
+        } else {
+            r->conn = NULL; /* parked: freed when it completes */
+            r->next = NULL;
+        }
+        r = n;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        b->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    b->nconns--;
+    ck_free(c->rbuf);
+    ck_free(c);
+}
+
+static void on_accept(ck_watch_t *w, int events)
+{
+    ck_broker_t *b = w->data;
+    for (int i = 0; i < 64; i++) {
+        int fd = ck_sock_accept(w->fd);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                CK_WARN("kafka", "accept failed: %s", strerror(errno));
+            return;
+        }
+        ck_kconn_t *c = ck_calloc(1, sizeof(*c));
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->b = b;
+        c->last_active_ms = ck_loop_now(b->loop);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        char host[INET6_ADDRSTRLEN] = "?";
+        int port = 0;
+        if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+            if (ss.ss_family == AF_INET) {
+                inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+            } else if (ss.ss_family == AF_INET6) {
+                inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+            }
+        }
+        snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+        if (ck_watch_start(b->loop, &c->watch, fd, CK_EV_READ, conn_io, c) != 0) {
+            close(fd);
+            ck_free(c);
+            continue;
+        }
+        c->next = b->conns;
+        if (b->conns)
+            b->conns->prev = c;
+        b->conns = c;
+        b->nconns++;
+    }
+}
+
+static void idle_timer_cb(ck_timer_t *t)
+{
+    ck_broker_t *b = t->data;
+    int64_t now = ck_mono_ms();
+    ck_kconn_t *c = b->conns;
+    while (c) {
+        ck_kconn_t *n = c->next;
+        if (!c->q_head && now - c->last_active_ms > b->cfg.idle_ms)
+            conn_close(c, "idle");
+        c = n;
+    }
+    ck_timer_start(b->loop, t, now + 1000);
+}
+
+static void sweep_timer_cb(ck_timer_t *t)
+{
+    ck_broker_t *b = t->data;
+    ck_log_sweep(b->log, ck_wall_ms());
+    ck_timer_start(b->loop, t, ck_mono_ms() + 5000);
+}
+
+int ck_broker_new(ck_loop_t *loop, ck_log_t *log, ck_topics_t *topics, const ck_broker_config_t *cfg,
+                  ck_broker_t **out)
+{
+    ck_broker_t *b = ck_calloc(1, sizeof(*b));
+    if (!b)
+        return CK_ENOMEM;
+    b->loop = loop;
+    b->log = log;
+    b->topics = topics;
+    b->cfg = *cfg;
+    b->advertised_host = ck_strdup(cfg->advertised_host ? cfg->advertised_host : "127.0.0.1");
+    b->cluster_id = ck_strdup(cfg->cluster_id ? cfg->cluster_id : "chronik-cluster");
+    b->cfg.advertised_host = b->advertised_host;
+    b->cfg.cluster_id = b->cluster_id;
+    b->accepting = true;
+    b->next_session_id = 1;
+    ck_timer_init(&b->wait_timer, wait_timer_cb, b);
+    ck_timer_init(&b->idle_timer, idle_timer_cb, b);
+    ck_timer_init(&b->sweep_timer, sweep_timer_cb, b);
+    ck_timer_start(loop, &b->idle_timer, ck_mono_ms() + 1000);
+    ck_timer_start(loop, &b->sweep_timer, ck_mono_ms() + 5000);
+    *out = b;
+    return 0;
+}
+
+int ck_broker_listen(ck_broker_t *b, const char *host, int port, int *bound_port, const char **msg)
+{
+    if (b->nlisteners >= 4) {
+        *msg = "too many listeners";
+        return CK_EINVAL;
+    }
+    int fd = ck_sock_listen(host, port, 1024, msg);
+    if (fd < 0)
+        return fd;
+    int rc = ck_watch_start(b->loop, &b->listeners[b->nlisteners], fd, CK_EV_READ, on_accept, b);
+    if (rc) {
+        close(fd);
+        *msg = "cannot watch the listening socket";
+        return rc;
+    }
+    b->nlisteners++;
+    b->bound_port = ck_sock_port(fd);
+    if (bound_port)
+        *bound_port = b->bound_port;
+    return 0;
+}
+
+void ck_broker_stop_accepting(ck_broker_t *b)
+{
+    b->accepting = false;
+    for (int i = 0; i < b->nlisteners; i++) {
+        ck_watch_stop(b->loop, &b->listeners[i]);
+        close(b->listeners[i].fd);
+    }
+    b->nlisteners = 0;
+    for (ck_kconn_t *c = b->conns; c; c = c->next)
+        conn_update_interest(c);
+}
+
+int ck_broker_inflight(const ck_broker_t *b) { return b->inflight; }
+
+void ck_broker_free(ck_broker_t *b)
+{
+    if (!b)
+        return;
+    ck_broker_stop_accepting(b);
+    /* complete parked requests with what they have (timeout path) */
+    while (b->waiting) {
+        ck_kreq_t *r = b->waiting;
+        wait_unlink(b, r);
+        r->resume(b, r, true);
+        if (r->conn)
+            r->done = true;
+        else {
+            b->inflight--;
+            req_free(r);
+        }
+    }
+    while (b->conns)
+        conn_close(b->conns, NULL);
+    ck_timer_stop(b->loop, &b->wait_timer);
+    ck_timer_stop(b->loop, &b->idle_timer);
+    ck_timer_stop(b->loop, &b->sweep_timer);
+    ck__fetch_sessions_free(b);
+    ck_wbuf_free(&b->scratch);
+    ck_free(b->advertised_host);
+    ck_free(b->cluster_id);
+    ck_free(b);
+}

@@ -1,0 +1,219 @@
+/* Produce: validate, convert old message formats, append, and reply once the data is
+ * durable (acks=1 and acks=-1 wait for the flusher's fsync; acks=0 gets no reply).
+ *
+ * Nothing but validation and the append happens here: parsing of values, indexing and
+ * so on belong to the indexer (ARCHITECTURE.md, principle 2). */
+#include <stdio.h>
+
+#include "core/clock.h"
+#include "core/logging.h"
+#include "kafka/handlers.h"
+#include "kafka/legacy.h"
+#include "log/batch.h"
+
+#define MAX_LEGACY_DECOMPRESSED (256u << 20)
+
+typedef __typeof__(((ck_kafka_produce_response_t *)0)->responses.items[0].partition_responses.items[0]) presp_t;
+
+/* One partition that waits for its data to become durable. */
+typedef struct pending {
+    ck_topic_t *topic; /* re-checked against the registry before use */
+    char *topic_name;
+    int32_t partition;
+    int64_t last_offset;
+    presp_t *out;
+} pending_t;
+
+typedef struct produce_state {
+    ck_kafka_produce_response_t resp;
+    pending_t *pend;
+    int npend;
+} produce_state_t;
+
+static ck_partition_t *lookup(ck_broker_t *b, pending_t *p)
+{
+    ck_topic_t *t = ck_topics_get(b->topics, p->topic_name, -1);
+    if (!t || t != p->topic || p->partition >= t->npart)
+        return NULL;
+    return t->parts[p->partition];
+}
+
+static int produce_resume(ck_broker_t *b, ck_kreq_t *req, bool timed_out)
+{
+    produce_state_t *st = req->state;
+    int left = 0;
+    for (int i = 0; i < st->npend; i++) {
+        pending_t *p = &st->pend[i];
+        if (!p->out)
+            continue;
+        ck_partition_t *part = lookup(b, p);
+        if (!part) {
+            p->out->error_code = KERR_UNKNOWN_TOPIC_OR_PARTITION;
+            p->out->base_offset = -1;
+            p->out = NULL;
+        } else if (ck_partition_durable_end(part) > p->last_offset) {
+            p->out = NULL; /* durable: the reply already holds its offset */
+        } else if (ck_partition_error(part)) {
+            p->out->error_code = KERR_KAFKA_STORAGE_ERROR;
+            p->out->error_message = ck__str("The partition cannot write to disk");
+            p->out->base_offset = -1;
+            p->out = NULL;
+        } else if (timed_out) {
+            p->out->error_code = KERR_REQUEST_TIMED_OUT;
+            p->out->base_offset = -1;
+            p->out = NULL;
+        } else {
+            left++;
+        }
+    }
+    if (left)
+        return CK_H_DEFER;
+    if (req->conn)
+        ck_kafka_produce_response_encode(&req->resp, req->api_version, &st->resp);
+    return CK_H_DONE;
+}
+
+static int16_t map_validate_error(int rc)
+{
+    switch (rc) {
+    case CK_ECORRUPT:
+    case CK_ETRUNC: return KERR_CORRUPT_MESSAGE;
+    case CK_ETOOBIG: return KERR_MESSAGE_TOO_LARGE;
+    case CK_EUNSUP: return KERR_UNSUPPORTED_COMPRESSION_TYPE;
+    default: return KERR_INVALID_RECORD;
+    }
+}
+
+/* Validates and appends one partition's records. Returns the Kafka error code. */
+static int16_t append_partition(ck_broker_t *b, ck_kreq_t *req, ck_topic_t *t, int32_t pidx,
+                                ck_slice_t records, presp_t *out, int64_t *last_offset)
+{
+    if (records.len <= 0) {
+        out->error_message = ck__str("Produce request with no records");
+        return KERR_INVALID_RECORD;
+    }
+    uint8_t *data = (uint8_t *)records.ptr; /* points into the request frame, which we own */
+    size_t len = (size_t)records.len;
+    int magic = ck_legacy_detect_magic(data, len);
+    if (magic < 0)
+        return KERR_CORRUPT_MESSAGE;
+    ck_wbuf_t conv = CK_WBUF_INIT;
+    if (magic < 2) {
+        int rc = ck_legacy_to_v2(data, len, ck_wall_ms(), &conv, MAX_LEGACY_DECOMPRESSED);
+        if (rc) {
+            ck_wbuf_free(&conv);
+            CK_DEBUG("kafka", "message set v%d conversion failed: %s", magic, ck_strerror(rc));
+            return map_validate_error(rc);
+        }
+        data = conv.data;
+        len = conv.len;
+    }
+    ck_batch_info_t info;
+    int rc = ck_batch_validate(data, len, &info);
+    int16_t err = 0;
+    if (rc) {
+        err = map_validate_error(rc);
+        if (err == KERR_INVALID_RECORD)
+            out->error_message = ck__str("Invalid record batch");
+    } else if (info.max_batch_size > (size_t)t->max_message_bytes) {
+        err = KERR_MESSAGE_TOO_LARGE;
+        char m[160];
+        snprintf(m, sizeof(m), "The batch of %zu bytes is larger than max.message.bytes (%d)",
+                 info.max_batch_size, t->max_message_bytes);
+        out->error_message = ck__strdup(req, m);
+    } else if (info.has_transactional || info.has_control) {
+        err = KERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        out->error_message = ck__str("Transactions are not supported yet");
+    }
+    if (!err) {
+        int64_t now = ck_wall_ms();
+        int64_t base = -1, last = -1;
+        rc = ck_partition_append(t->parts[pidx], data, len, t->log_append_time ? now : -1, &base, &last);
+        if (rc) {
+            err = KERR_KAFKA_STORAGE_ERROR;
+            out->error_message = ck__str("The partition cannot write to disk");
+        } else {
+            out->base_offset = base;
+            out->log_append_time_ms = t->log_append_time ? now : -1;
+            out->log_start_offset = ck_partition_log_start(t->parts[pidx]);
+            *last_offset = last;
+        }
+    }
+    ck_wbuf_free(&conv);
+    return err;
+}
+
+int ck__h_produce(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r)
+{
+    ck_kafka_produce_request_t rq;
+    ck_kafka_produce_request_init(&rq);
+    if (ck_kafka_produce_request_decode(r, req->api_version, &req->arena, &rq) != 0)
+        return CK_H_CLOSE;
+    b->produce_requests++;
+    produce_state_t *st = ck_arena_calloc(&req->arena, sizeof(*st));
+    if (!st)
+        return CK_H_CLOSE;
+    ck_kafka_produce_response_init(&st->resp);
+    int total = 0;
+    for (int i = 0; i < rq.topic_data.count; i++)
+        total += rq.topic_data.items[i].partition_data.count > 0 ? rq.topic_data.items[i].partition_data.count : 0;
+    st->pend = ck_arena_calloc(&req->arena, sizeof(pending_t) * (size_t)(total ? total : 1));
+    if (!st->pend || CK_ARRAY_ALLOC(req, st->resp.responses, rq.topic_data.count))
+        return CK_H_CLOSE;
+    bool bad_acks = rq.acks != 0 && rq.acks != 1 && rq.acks != -1;
+    bool txn = rq.transactional_id.len >= 0;
+    for (int i = 0; i < rq.topic_data.count; i++) {
+        __typeof__(rq.topic_data.items[0]) *td = &rq.topic_data.items[i];
+        __typeof__(st->resp.responses.items[0]) *tr = &st->resp.responses.items[i];
+        ck_kafka_produce_response_topic_produce_response_init(tr);
+        tr->name = td->name;
+        if (CK_ARRAY_ALLOC(req, tr->partition_responses, td->partition_data.count))
+            return CK_H_CLOSE;
+        int16_t terr = 0;
+        ck_topic_t *t = (bad_acks || txn) ? NULL : ck__broker_topic(b, td->name, true, &terr);
+        for (int j = 0; j < td->partition_data.count; j++) {
+            __typeof__(td->partition_data.items[0]) *pd = &td->partition_data.items[j];
+            presp_t *pr = &tr->partition_responses.items[j];
+            ck_kafka_produce_response_partition_produce_response_init(pr);
+            pr->index = pd->index;
+            pr->base_offset = -1;
+            if (bad_acks) {
+                pr->error_code = KERR_INVALID_REQUIRED_ACKS;
+                continue;
+            }
+            if (txn) {
+                pr->error_code = KERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+                pr->error_message = ck__str("Transactions are not supported yet");
+                continue;
+            }
+            if (!t || pd->index < 0 || pd->index >= t->npart) {
+                pr->error_code = t ? KERR_UNKNOWN_TOPIC_OR_PARTITION : terr;
+                continue;
+            }
+            int64_t last = -1;
+            pr->error_code = append_partition(b, req, t, pd->index, pd->records, pr, &last);
+            if (pr->error_code == 0) {
+                pending_t *p = &st->pend[st->npend++];
+                p->topic = t;
+                p->topic_name = t->name; /* valid while the topic exists; lookup() checks */
+                p->partition = pd->index;
+                p->last_offset = last;
+                p->out = pr;
+            }
+        }
+    }
+    /* topic names must outlive a topic delete while we wait */
+    for (int i = 0; i < st->npend; i++)
+        st->pend[i].topic_name = ck__cstr(req, ck__str(st->pend[i].topic_name));
+    if (rq.acks == 0)
+        return CK_H_NORESP; /* the next flusher round makes it durable */
+    req->state = st;
+    int rc = produce_resume(b, req, false);
+    if (rc == CK_H_DEFER) {
+        int64_t timeout = rq.timeout_ms > 0 ? rq.timeout_ms : 30000;
+        if (timeout < 1000)
+            timeout = 1000; /* an fsync round must get its chance */
+        ck__kreq_wait(b, req, produce_resume, ck_mono_ms() + timeout);
+    }
+    return rc;
+}

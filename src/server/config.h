@@ -1,0 +1,38 @@
+/* Server settings: built-in defaults < config file (TOML) < environment < command line.
+ * Thread: called once at start, before any other thread exists. */
+#ifndef CK_SERVER_CONFIG_H
+#define CK_SERVER_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct ck_settings {
+    char data_dir[1024];
+    int log_level;
+    char bind[256];
+    int kafka_port;
+    char advertised_host[256];
+    int advertised_port;          /* 0 = the Kafka port */
+    char api_bind[256];
+    int api_port;
+    int metrics_port;             /* 0 = no separate metrics listener */
+    char wal_profile[32];
+    int flush_interval_ms;        /* from the WAL profile */
+    int default_partitions;
+    bool auto_create_topics;
+    bool default_columnar, default_searchable, default_vector;
+    int node_id;
+    int64_t max_request_bytes;
+    int64_t idle_ms;
+    char config_file[1024];
+} ck_settings_t;
+
+enum { CK_CMD_START, CK_CMD_VERSION, CK_CMD_HELP };
+
+/* Parses argv and the environment into s. Returns the command, or -1 after printing a
+ * clear message to stderr (bad flag, bad value, unreadable config file). */
+int ck_settings_load(ck_settings_t *s, int argc, char **argv);
+void ck_settings_usage(FILE *f);
+
+#endif
