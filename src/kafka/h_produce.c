@@ -80,6 +80,7 @@ static int16_t map_validate_error(int rc)
     case CK_ETRUNC: return KERR_CORRUPT_MESSAGE;
     case CK_ETOOBIG: return KERR_MESSAGE_TOO_LARGE;
     case CK_EUNSUP: return KERR_UNSUPPORTED_COMPRESSION_TYPE;
+    case CK_ENOMEM: return KERR_UNKNOWN_SERVER_ERROR;
     default: return KERR_INVALID_RECORD;
     }
 }
@@ -115,6 +116,9 @@ static int16_t append_partition(ck_broker_t *b, ck_kreq_t *req, ck_topic_t *t, i
         err = map_validate_error(rc);
         if (err == KERR_INVALID_RECORD)
             out->error_message = ck__str("Invalid record batch");
+    } else if (info.record_count < info.batch_count) {
+        err = KERR_INVALID_RECORD; /* an empty batch would occupy no offset */
+        out->error_message = ck__str("Record batch with no records");
     } else if (info.max_batch_size > (size_t)t->max_message_bytes) {
         err = KERR_MESSAGE_TOO_LARGE;
         char m[160];

@@ -58,6 +58,7 @@ typedef struct ck__seg {
     ck__index_t oidx; /* owner reads; owner appends under p->mu; fl writes the file */
     ck__index_t tidx;
     bool idx_ready;         /* owner: indexes are in memory (heap or mapped) */
+    bool idx_lazy;          /* owner: loaded by ck__seg_load_index, never shared with fl */
     int64_t max_ts;         /* owner: largest batch max timestamp (-1 none), valid if idx_ready */
     int64_t last_entry_pos; /* owner, active: position of the last offset-index entry */
     int32_t last_batch_rel; /* owner: relative base offset of the last batch */
@@ -214,8 +215,9 @@ int ck__index_push(ck__index_t *ix, size_t esize, const uint8_t *entry);
 void ck__seg_note_batch(ck__seg_t *s, int32_t rel, int64_t pos, int64_t max_ts);
 /* On sealing: a final time entry with the segment's max timestamp if it is newer. */
 void ck__seg_seal_time(ck__seg_t *s);
-/* Position of the last offset-index entry with relative offset <= rel (0 if none). */
-int64_t ck__oidx_floor(const ck__seg_t *s, int64_t rel);
+/* Position of the last offset-index entry with relative offset <= rel (0 if none);
+ * *entry_rel (may be NULL) gets that entry's relative offset (0 if none). */
+int64_t ck__oidx_floor(const ck__seg_t *s, int64_t rel, int64_t *entry_rel);
 /* Index of the first time entry with timestamp >= ts (s->tidx.n if none). */
 size_t ck__tidx_first_ge(const ck__seg_t *s, int64_t ts);
 /* Writes the index entries [file_n, upto) from `data` to the index file (fl or open). */
@@ -223,6 +225,9 @@ int ck__index_write(ck__index_t *ix, size_t esize, const uint8_t *data, size_t u
 /* Lazily loads (validating, rebuilding from the .log if needed) a sealed segment's indexes
  * and its max timestamp. */
 int ck__seg_load_index(int dirfd, ck__seg_t *s, int32_t interval, const char *who);
+/* Rebuilds a lazily loaded index (s->idx_lazy) from the .log after a lookup found it
+ * wrong. */
+int ck__seg_reindex(int dirfd, ck__seg_t *s, int32_t interval, const char *who);
 /* Recovery of one segment at open (see segment.c): validates the tail, truncates a torn or
  * corrupt tail, fsyncs, rebuilds and rewrites the index files. Leaves index fds open.
  * *truncated gets the number of bytes cut off. */
@@ -252,6 +257,7 @@ int ck__partition_roll(ck_partition_t *p, int64_t now_ms);
 void ck__partition_drop_front(ck_partition_t *p);
 /* Makes sure the segment's indexes are in memory. */
 int ck__partition_seg_index(ck_partition_t *p, ck__seg_t *s);
+int ck__partition_seg_reindex(ck_partition_t *p, ck__seg_t *s);
 
 /* ---- flusher.c ---- */
 /* Puts p on the dirty list (takes a reference). Owner, with p->listed just set. */

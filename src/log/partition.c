@@ -156,6 +156,11 @@ int ck__partition_seg_index(ck_partition_t *p, ck__seg_t *s)
     return ck__seg_load_index(p->dirfd, s, p->cfg.index_interval_bytes, p->name);
 }
 
+int ck__partition_seg_reindex(ck_partition_t *p, ck__seg_t *s)
+{
+    return ck__seg_reindex(p->dirfd, s, p->cfg.index_interval_bytes, p->name);
+}
+
 /* ---- open / recovery ---- */
 
 static int cmp_i64(const void *a, const void *b)

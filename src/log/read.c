@@ -39,6 +39,41 @@ static void scan_on(ck_partition_t *p, const ck__seg_t *s)
     }
 }
 
+/* Where to start looking for relative offset rel in s: the offset-index entry at or below
+ * it, checked against the batch header it names. A wrong entry (a damaged index file that
+ * still looked well formed) costs a rebuild of a lazily loaded index, or else a scan from
+ * the segment start; never a wrong answer. */
+static int index_start(ck_partition_t *p, ck__seg_t *s, int64_t rel, int64_t *pos)
+{
+    for (int attempt = 0;; attempt++) {
+        int64_t erel;
+        int64_t epos = ck__oidx_floor(s, rel, &erel);
+        scan_on(p, s);
+        if (epos == 0) {
+            *pos = 0;
+            return 0;
+        }
+        int err;
+        const uint8_t *h = ck__scan_get(&p->scan, epos, 8, &err);
+        if (h && (int64_t)ck_get_u64(h) == s->base + erel) {
+            *pos = epos;
+            return 0;
+        }
+        if (!h && err && err != CK_ETRUNC)
+            return err;
+        if (attempt == 0 && s->idx_lazy) {
+            int rc = ck__partition_seg_reindex(p, s);
+            if (rc)
+                return rc;
+            continue;
+        }
+        CK_WARN("log", "%s: index entry of segment %020" PRId64 " at %" PRId64
+                " does not match the log; scanning from the start", p->name, s->base, epos);
+        *pos = 0;
+        return 0;
+    }
+}
+
 /* Finds the batch containing offset (log_start <= offset < log_end). *slot gets the
  * remembered position used, or -1. */
 static int locate(ck_partition_t *p, int64_t offset, size_t *si_out, int64_t *pos_out, int *slot)
@@ -60,8 +95,9 @@ static int locate(ck_partition_t *p, int64_t offset, size_t *si_out, int64_t *po
     int rc = ck__partition_seg_index(p, s);
     if (rc)
         return rc;
-    pos = ck__oidx_floor(s, offset - s->base);
-    scan_on(p, s);
+    rc = index_start(p, s, offset - s->base, &pos);
+    if (rc)
+        return rc;
     for (;;) {
         int err;
         const uint8_t *h = ck__scan_get(&p->scan, pos, HDR_PREFIX, &err);
@@ -170,7 +206,12 @@ static int time_in_seg(ck_partition_t *p, ck__seg_t *s, int64_t ts, int64_t limi
 {
     /* Batches up to the last time entry below ts all have timestamps < ts. */
     size_t j = ck__tidx_first_ge(s, ts);
-    int64_t pos = j > 0 ? ck__oidx_floor(s, ck__tidx_rel(s, j - 1)) : 0;
+    int64_t pos = 0;
+    if (j > 0) {
+        int rc = index_start(p, s, ck__tidx_rel(s, j - 1), &pos);
+        if (rc)
+            return rc;
+    }
     scan_on(p, s);
     while (pos < s->size) {
         int err;
@@ -247,7 +288,9 @@ static int seg_max_below(ck_partition_t *p, ck__seg_t *s, int64_t limit, int64_t
     int64_t mx = -1, pos = 0;
     if (k > 0) {
         mx = ck__tidx_ts(s, k - 1);
-        pos = ck__oidx_floor(s, ck__tidx_rel(s, k - 1));
+        int rc = index_start(p, s, ck__tidx_rel(s, k - 1), &pos);
+        if (rc)
+            return rc;
     }
     scan_on(p, s);
     while (pos < s->size) {

@@ -386,7 +386,7 @@ void ck__seg_seal_time(ck__seg_t *s)
     (void)ck__index_push(&s->tidx, CK__TIDX_ESIZE, t); /* rebuilt by a scan if missing */
 }
 
-int64_t ck__oidx_floor(const ck__seg_t *s, int64_t rel)
+int64_t ck__oidx_floor(const ck__seg_t *s, int64_t rel, int64_t *entry_rel)
 {
     size_t lo = 0, hi = s->oidx.n; /* first entry with rel > target */
     while (lo < hi) {
@@ -396,6 +396,8 @@ int64_t ck__oidx_floor(const ck__seg_t *s, int64_t rel)
         else
             hi = mid;
     }
+    if (entry_rel)
+        *entry_rel = lo == 0 ? 0 : ck__oidx_rel(s, lo - 1);
     return lo == 0 ? 0 : ck__oidx_pos(s, lo - 1);
 }
 
@@ -721,25 +723,9 @@ static int index_write_file(int dirfd, int64_t base, const char *ext, const ck__
     return rc;
 }
 
-int ck__seg_load_index(int dirfd, ck__seg_t *s, int32_t interval, const char *who)
+/* Rebuilds both indexes of a sealed segment by a scan of its .log and rewrites the files. */
+static int seg_rebuild(int dirfd, ck__seg_t *s, int32_t interval, const char *who)
 {
-    if (s->idx_ready)
-        return 0;
-    int ro = index_map(dirfd, s->base, ".index", CK__OIDX_ESIZE, &s->oidx);
-    int rt = index_map(dirfd, s->base, ".timeindex", CK__TIDX_ESIZE, &s->tidx);
-    if (!ro && !rt && sealed_index_ok(s)) {
-        s->max_ts = s->tidx.n ? ck__tidx_ts(s, s->tidx.n - 1) : -1;
-        s->last_batch_rel = (int32_t)(s->next - s->base - 1); /* unused once sealed */
-        s->idx_ready = true;
-        return 0;
-    }
-    index_release(&s->oidx);
-    index_release(&s->tidx);
-    if (ro != CK_ENOENT || rt != CK_ENOENT)
-        CK_WARN("log", "%s: segment %020" PRId64 ": index files damaged, rebuilding", who, s->base);
-    else
-        CK_INFO("log", "%s: segment %020" PRId64 ": index files missing, rebuilding", who, s->base);
-
     s->interval = interval > 0 ? interval : 1;
     s->max_ts = -1;
     s->last_entry_pos = 0;
@@ -765,7 +751,42 @@ int ck__seg_load_index(int dirfd, ck__seg_t *s, int32_t interval, const char *wh
         CK_WARN("log", "%s: cannot write rebuilt index of segment %020" PRId64 ": %s", who, s->base,
                 ck_strerror(rc));
     s->idx_ready = true;
+    s->idx_lazy = true;
     return 0;
+}
+
+int ck__seg_load_index(int dirfd, ck__seg_t *s, int32_t interval, const char *who)
+{
+    if (s->idx_ready)
+        return 0;
+    int ro = index_map(dirfd, s->base, ".index", CK__OIDX_ESIZE, &s->oidx);
+    int rt = index_map(dirfd, s->base, ".timeindex", CK__TIDX_ESIZE, &s->tidx);
+    if (!ro && !rt && sealed_index_ok(s)) {
+        s->max_ts = s->tidx.n ? ck__tidx_ts(s, s->tidx.n - 1) : -1;
+        s->last_batch_rel = (int32_t)(s->next - s->base - 1); /* unused once sealed */
+        s->idx_ready = true;
+        s->idx_lazy = true;
+        return 0;
+    }
+    index_release(&s->oidx);
+    index_release(&s->tidx);
+    if (ro != CK_ENOENT || rt != CK_ENOENT)
+        CK_WARN("log", "%s: segment %020" PRId64 ": index files damaged, rebuilding", who, s->base);
+    else
+        CK_INFO("log", "%s: segment %020" PRId64 ": index files missing, rebuilding", who, s->base);
+    return seg_rebuild(dirfd, s, interval, who);
+}
+
+int ck__seg_reindex(int dirfd, ck__seg_t *s, int32_t interval, const char *who)
+{
+    if (!s->idx_lazy)
+        return CK_EINVAL; /* the flusher may be reading it */
+    index_release(&s->oidx);
+    index_release(&s->tidx);
+    s->idx_ready = false;
+    CK_WARN("log", "%s: segment %020" PRId64 ": index does not match the log, rebuilding", who,
+            s->base);
+    return seg_rebuild(dirfd, s, interval, who);
 }
 
 /* ---- small durable files ---- */
