@@ -1303,8 +1303,8 @@ def gen_source_file(stem, msgs):
         o("%s_init(out);" % base, 2)
         o("return CK_EUNSUP;", 2)
         o("}", 1)
-        o("if (!r->err)", 1)
-        o("dec_%s(r, version, a, out);" % msg.root.sname, 2)
+        o("dec_%s(r, version, a, out); /* a reader failed before gives defaults */" %
+          msg.root.sname, 1)
         o("return r->err;", 1)
         o("}")
         o()

@@ -39,6 +39,12 @@ void ck_broker_on_durable(ck_broker_t *b);
 void ck_broker_stop_accepting(ck_broker_t *b);
 /* Number of requests still being processed or waiting to be written. */
 int ck_broker_inflight(const ck_broker_t *b);
+typedef struct ck_broker_stats {
+    uint64_t produce_requests, fetch_requests, bytes_in, bytes_out;
+    int connections, inflight;
+} ck_broker_stats_t;
+void ck_broker_stats(const ck_broker_t *b, ck_broker_stats_t *out);
+
 /* Closes every connection and frees the broker. */
 void ck_broker_free(ck_broker_t *b);
 

@@ -575,6 +575,16 @@ void ck_broker_stop_accepting(ck_broker_t *b)
 
 int ck_broker_inflight(const ck_broker_t *b) { return b->inflight; }
 
+void ck_broker_stats(const ck_broker_t *b, ck_broker_stats_t *out)
+{
+    out->produce_requests = b->produce_requests;
+    out->fetch_requests = b->fetch_requests;
+    out->bytes_in = b->bytes_in;
+    out->bytes_out = b->bytes_out;
+    out->connections = b->nconns;
+    out->inflight = b->inflight;
+}
+
 void ck_broker_free(ck_broker_t *b)
 {
     if (!b)

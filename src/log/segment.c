@@ -581,20 +581,25 @@ int ck__seg_recover(int dirfd, ck__seg_t *s, int32_t interval, const char *who, 
     ck__scan_init(&sc, RECOVER_SCAN_BUF);
     ck__scan_reset(&sc, s->fd, fsize);
 
-    /* Start point (step 3b): the offset entry at or below both last entries. */
-    int64_t start = 0, start_rel = 0, run_max = -1;
-    size_t keep_o = 0;
-    if (s->oidx.n > 0 && s->tidx.n > 0) {
-        int64_t r = ck__oidx_rel(s, s->oidx.n - 1);
-        int64_t tr = ck__tidx_rel(s, s->tidx.n - 1);
-        if (tr < r)
-            r = tr;
-        while (keep_o < s->oidx.n && ck__oidx_rel(s, keep_o) <= r)
-            keep_o++;
-        if (keep_o > 0) {
-            start = ck__oidx_pos(s, keep_o - 1);
-            start_rel = ck__oidx_rel(s, keep_o - 1);
-            run_max = ck__tidx_ts(s, s->tidx.n - 1);
+    /* Start point (step 3b). The time entry used is the last one at or below the last
+     * offset entry (entries past it may describe bytes the .log no longer has); the scan
+     * starts at the offset entry at or below that time entry. */
+    int64_t start = 0, start_rel = 0, run_max = -1, t_rel = -1;
+    size_t keep_o = 0, keep_t = 0;
+    if (s->oidx.n > 0) {
+        int64_t r_o = ck__oidx_rel(s, s->oidx.n - 1);
+        size_t t = s->tidx.n;
+        while (t > 0 && ck__tidx_rel(s, t - 1) > r_o)
+            t--;
+        if (t > 0) {
+            t_rel = ck__tidx_rel(s, t - 1);
+            run_max = ck__tidx_ts(s, t - 1);
+            while (keep_o < s->oidx.n && ck__oidx_rel(s, keep_o) <= t_rel)
+                keep_o++;
+            if (keep_o > 0) {
+                start = ck__oidx_pos(s, keep_o - 1);
+                start_rel = ck__oidx_rel(s, keep_o - 1);
+            }
         }
     }
     if (start > 0 && !batch_ok_at(&sc, start, s->base + start_rel)) {
@@ -602,27 +607,39 @@ int ck__seg_recover(int dirfd, ck__seg_t *s, int32_t interval, const char *who, 
                 who, s->base);
         start = 0;
     }
-    size_t keep_t = 0;
-    if (start == 0) {
-        keep_o = 0;
-        start_rel = 0;
-        run_max = -1;
-    } else {
+    if (start > 0)
         while (keep_t < s->tidx.n && ck__tidx_rel(s, keep_t) <= start_rel)
             keep_t++;
-    }
-    s->oidx.n = keep_o;
-    s->tidx.n = keep_t;
-    s->max_ts = run_max;
-    s->last_entry_pos = start;
-    s->last_batch_rel = start > 0 ? (int32_t)start_rel : -1;
 
-    int64_t pos = start, expect = s->base + start_rel;
-    bool bad = false;
-    rc = scan_batches(s, &sc, &pos, &expect, true, &bad);
+    int64_t pos, expect;
+    for (;;) {
+        if (start == 0) {
+            keep_o = keep_t = 0;
+            start_rel = 0;
+            run_max = -1;
+        }
+        s->oidx.n = keep_o;
+        s->tidx.n = keep_t;
+        s->max_ts = run_max;
+        s->last_entry_pos = start;
+        s->last_batch_rel = start > 0 ? (int32_t)start_rel : -1;
+        pos = start;
+        expect = s->base + start_rel;
+        bool bad = false;
+        rc = scan_batches(s, &sc, &pos, &expect, true, &bad);
+        if (rc) {
+            ck__scan_free(&sc);
+            return rc;
+        }
+        /* The time entry's timestamp covers batches up to t_rel: trust it only if the
+         * scan got past them (always so unless the fsynced part itself was damaged). */
+        if (start == 0 || expect - 1 - s->base >= t_rel)
+            break;
+        CK_WARN("log", "%s: segment %020" PRId64 ": damaged before its last index entry, rescanning",
+                who, s->base);
+        start = 0;
+    }
     ck__scan_free(&sc);
-    if (rc)
-        return rc;
     if (pos < fsize) {
         CK_WARN("log", "%s: segment %020" PRId64 ": truncating %" PRId64
                 " bytes of torn or corrupt tail at position %" PRId64 " (offset %" PRId64 ")",

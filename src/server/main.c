@@ -25,6 +25,7 @@
 #include "log/topics.h"
 #include "net/loop.h"
 #include "server/config.h"
+#include "server/metrics.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 
@@ -34,6 +35,7 @@ typedef struct server {
     ck_log_t *log;
     ck_topics_t *topics;
     ck_broker_t *broker;
+    ck_metrics_t *metrics;
     ck_wakeup_t durable;
     ck_watch_t sigw;
     ck_timer_t drain;
@@ -171,6 +173,18 @@ static int run(server_t *s)
         return 1;
     }
 
+    if (c->metrics_port) {
+        rc = ck_metrics_start(s->loop, c->bind, c->metrics_port, s->broker, s->topics, &s->metrics, &msg);
+        if (rc) {
+            CK_ERROR("server", "cannot listen on %s:%d for metrics: %s", c->bind, c->metrics_port, msg);
+            ck_broker_free(s->broker);
+            ck_topics_close(s->topics);
+            ck_log_close(s->log);
+            return 1;
+        }
+        CK_INFO("server", "metrics on %s:%d (/metrics, /health, /ready)", c->bind, c->metrics_port);
+    }
+
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -183,6 +197,7 @@ static int run(server_t *s)
             c->data_dir, c->wal_profile, c->flush_interval_ms);
     rc = ck_loop_run(s->loop);
 
+    ck_metrics_stop(s->metrics);
     ck_broker_free(s->broker);
     ck_topics_close(s->topics);
     ck_log_close(s->log); /* final fsync */

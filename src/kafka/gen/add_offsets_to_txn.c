@@ -41,8 +41,7 @@ int ck_kafka_add_offsets_to_txn_request_decode(ck_rbuf_t *r, int16_t version, ck
         ck_kafka_add_offsets_to_txn_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_add_offsets_to_txn_request(r, version, a, out);
+    dec_add_offsets_to_txn_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -129,8 +128,7 @@ int ck_kafka_add_offsets_to_txn_response_decode(ck_rbuf_t *r, int16_t version, c
         ck_kafka_add_offsets_to_txn_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_add_offsets_to_txn_response(r, version, a, out);
+    dec_add_offsets_to_txn_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -114,8 +114,7 @@ int ck_kafka_alter_configs_request_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_alter_configs_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_alter_configs_request(r, version, a, out);
+    dec_alter_configs_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -277,8 +276,7 @@ int ck_kafka_alter_configs_response_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_alter_configs_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_alter_configs_response(r, version, a, out);
+    dec_alter_configs_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

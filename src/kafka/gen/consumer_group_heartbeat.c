@@ -122,8 +122,7 @@ int ck_kafka_consumer_group_heartbeat_request_decode(
         ck_kafka_consumer_group_heartbeat_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_consumer_group_heartbeat_request(r, version, a, out);
+    dec_consumer_group_heartbeat_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -338,8 +337,7 @@ int ck_kafka_consumer_group_heartbeat_response_decode(
         ck_kafka_consumer_group_heartbeat_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_consumer_group_heartbeat_response(r, version, a, out);
+    dec_consumer_group_heartbeat_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

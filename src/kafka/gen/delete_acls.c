@@ -85,8 +85,7 @@ int ck_kafka_delete_acls_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_
         ck_kafka_delete_acls_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_delete_acls_request(r, version, a, out);
+    dec_delete_acls_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -292,8 +291,7 @@ int ck_kafka_delete_acls_response_decode(ck_rbuf_t *r, int16_t version, ck_arena
         ck_kafka_delete_acls_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_delete_acls_response(r, version, a, out);
+    dec_delete_acls_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

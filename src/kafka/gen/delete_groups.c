@@ -47,8 +47,7 @@ int ck_kafka_delete_groups_request_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_delete_groups_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_delete_groups_request(r, version, a, out);
+    dec_delete_groups_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -163,8 +162,7 @@ int ck_kafka_delete_groups_response_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_delete_groups_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_delete_groups_response(r, version, a, out);
+    dec_delete_groups_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -114,8 +114,7 @@ int ck_kafka_delete_records_request_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_delete_records_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_delete_records_request(r, version, a, out);
+    dec_delete_records_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -313,8 +312,7 @@ int ck_kafka_delete_records_response_decode(ck_rbuf_t *r, int16_t version, ck_ar
         ck_kafka_delete_records_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_delete_records_response(r, version, a, out);
+    dec_delete_records_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -91,8 +91,7 @@ int ck_kafka_delete_topics_request_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_delete_topics_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_delete_topics_request(r, version, a, out);
+    dec_delete_topics_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -242,8 +241,7 @@ int ck_kafka_delete_topics_response_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_delete_topics_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_delete_topics_response(r, version, a, out);
+    dec_delete_topics_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -50,8 +50,7 @@ int ck_kafka_describe_acls_request_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_describe_acls_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_describe_acls_request(r, version, a, out);
+    dec_describe_acls_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -236,8 +235,7 @@ int ck_kafka_describe_acls_response_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_describe_acls_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_describe_acls_response(r, version, a, out);
+    dec_describe_acls_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

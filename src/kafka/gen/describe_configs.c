@@ -97,8 +97,7 @@ int ck_kafka_describe_configs_request_decode(ck_rbuf_t *r, int16_t version, ck_a
         ck_kafka_describe_configs_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_describe_configs_request(r, version, a, out);
+    dec_describe_configs_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -355,8 +354,7 @@ int ck_kafka_describe_configs_response_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_describe_configs_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_describe_configs_response(r, version, a, out);
+    dec_describe_configs_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

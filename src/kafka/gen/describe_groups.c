@@ -51,8 +51,7 @@ int ck_kafka_describe_groups_request_decode(ck_rbuf_t *r, int16_t version, ck_ar
         ck_kafka_describe_groups_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_describe_groups_request(r, version, a, out);
+    dec_describe_groups_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -233,8 +232,7 @@ int ck_kafka_describe_groups_response_decode(ck_rbuf_t *r, int16_t version, ck_a
         ck_kafka_describe_groups_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_describe_groups_response(r, version, a, out);
+    dec_describe_groups_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -81,8 +81,7 @@ int ck_kafka_describe_producers_request_decode(ck_rbuf_t *r, int16_t version, ck
         ck_kafka_describe_producers_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_describe_producers_request(r, version, a, out);
+    dec_describe_producers_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -302,8 +301,7 @@ int ck_kafka_describe_producers_response_decode(ck_rbuf_t *r, int16_t version, c
         ck_kafka_describe_producers_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_describe_producers_response(r, version, a, out);
+    dec_describe_producers_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -46,8 +46,7 @@ int ck_kafka_describe_transactions_request_decode(ck_rbuf_t *r, int16_t version,
         ck_kafka_describe_transactions_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_describe_transactions_request(r, version, a, out);
+    dec_describe_transactions_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -220,8 +219,7 @@ int ck_kafka_describe_transactions_response_decode(ck_rbuf_t *r, int16_t version
         ck_kafka_describe_transactions_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_describe_transactions_response(r, version, a, out);
+    dec_describe_transactions_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -302,8 +302,7 @@ int ck_kafka_fetch_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_t *a,
         ck_kafka_fetch_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_fetch_request(r, version, a, out);
+    dec_fetch_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -845,8 +844,7 @@ int ck_kafka_fetch_response_decode(ck_rbuf_t *r, int16_t version, ck_arena_t *a,
         ck_kafka_fetch_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_fetch_response(r, version, a, out);
+    dec_fetch_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -43,8 +43,7 @@ int ck_kafka_heartbeat_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_t 
         ck_kafka_heartbeat_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_heartbeat_request(r, version, a, out);
+    dec_heartbeat_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -131,8 +130,7 @@ int ck_kafka_heartbeat_response_decode(ck_rbuf_t *r, int16_t version, ck_arena_t
         ck_kafka_heartbeat_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_heartbeat_response(r, version, a, out);
+    dec_heartbeat_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

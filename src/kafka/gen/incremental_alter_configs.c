@@ -121,8 +121,7 @@ int ck_kafka_incremental_alter_configs_request_decode(
         ck_kafka_incremental_alter_configs_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_incremental_alter_configs_request(r, version, a, out);
+    dec_incremental_alter_configs_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -298,8 +297,7 @@ int ck_kafka_incremental_alter_configs_response_decode(
         ck_kafka_incremental_alter_configs_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_incremental_alter_configs_response(r, version, a, out);
+    dec_incremental_alter_configs_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -95,8 +95,7 @@ int ck_kafka_join_group_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_t
         ck_kafka_join_group_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_join_group_request(r, version, a, out);
+    dec_join_group_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -277,8 +276,7 @@ int ck_kafka_join_group_response_decode(ck_rbuf_t *r, int16_t version, ck_arena_
         ck_kafka_join_group_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_join_group_response(r, version, a, out);
+    dec_join_group_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -86,8 +86,7 @@ int ck_kafka_leave_group_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_
         ck_kafka_leave_group_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_leave_group_request(r, version, a, out);
+    dec_leave_group_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -235,8 +234,7 @@ int ck_kafka_leave_group_response_decode(ck_rbuf_t *r, int16_t version, ck_arena
         ck_kafka_leave_group_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_leave_group_response(r, version, a, out);
+    dec_leave_group_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -65,8 +65,7 @@ int ck_kafka_list_groups_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_
         ck_kafka_list_groups_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_list_groups_request(r, version, a, out);
+    dec_list_groups_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -195,8 +194,7 @@ int ck_kafka_list_groups_response_decode(ck_rbuf_t *r, int16_t version, ck_arena
         ck_kafka_list_groups_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_list_groups_response(r, version, a, out);
+    dec_list_groups_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

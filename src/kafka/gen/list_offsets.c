@@ -130,8 +130,7 @@ int ck_kafka_list_offsets_request_decode(ck_rbuf_t *r, int16_t version, ck_arena
         ck_kafka_list_offsets_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_list_offsets_request(r, version, a, out);
+    dec_list_offsets_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -370,8 +369,7 @@ int ck_kafka_list_offsets_response_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_list_offsets_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_list_offsets_response(r, version, a, out);
+    dec_list_offsets_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -65,8 +65,7 @@ int ck_kafka_list_transactions_request_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_list_transactions_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_list_transactions_request(r, version, a, out);
+    dec_list_transactions_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -205,8 +204,7 @@ int ck_kafka_list_transactions_response_decode(ck_rbuf_t *r, int16_t version, ck
         ck_kafka_list_transactions_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_list_transactions_response(r, version, a, out);
+    dec_list_transactions_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

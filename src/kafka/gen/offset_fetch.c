@@ -195,8 +195,7 @@ int ck_kafka_offset_fetch_request_decode(ck_rbuf_t *r, int16_t version, ck_arena
         ck_kafka_offset_fetch_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_offset_fetch_request(r, version, a, out);
+    dec_offset_fetch_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -562,8 +561,7 @@ int ck_kafka_offset_fetch_response_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_offset_fetch_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_offset_fetch_response(r, version, a, out);
+    dec_offset_fetch_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 

@@ -145,8 +145,7 @@ int ck_kafka_txn_offset_commit_request_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_txn_offset_commit_request_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_txn_offset_commit_request(r, version, a, out);
+    dec_txn_offset_commit_request(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
@@ -378,8 +377,7 @@ int ck_kafka_txn_offset_commit_response_decode(ck_rbuf_t *r, int16_t version, ck
         ck_kafka_txn_offset_commit_response_init(out);
         return CK_EUNSUP;
     }
-    if (!r->err)
-        dec_txn_offset_commit_response(r, version, a, out);
+    dec_txn_offset_commit_response(r, version, a, out); /* a reader failed before gives defaults */
     return r->err;
 }
 
