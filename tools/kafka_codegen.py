@@ -223,8 +223,7 @@ class Field:
             self.kind = self.elem
         else:
             self.kind = "struct"
-        if self.nullable is not None and not self.array and self.kind in PRIMS \
-                and self.kind != "uuid":
+        if self.nullable is not None and not self.array and self.kind in PRIMS:
             raise SpecError("%s: %s cannot be nullable" % (where, self.kind))
         self.default = spec.get("default")
         self.about = spec.get("about", "")
@@ -390,6 +389,8 @@ def parse_int_default(f, d):
 def check_default(f):
     """Normalises f.default: int/bool/float value, 'null', a str, or None (type default)."""
     d = f.default
+    if f.is_ptr and d != "null":
+        raise SpecError("%s: a nullable struct must default to null" % f.where)
     if d is None:
         f.dval = None
         if f.kind == "records" and not f.array:
@@ -398,7 +399,7 @@ def check_default(f):
                 f.dval = None
         return
     if isinstance(d, str) and d == "null":
-        if not (f.array or f.kind in BLOBS or f.kind == "struct" or f.kind == "uuid"):
+        if not (f.array or f.kind in BLOBS or f.kind == "struct"):
             raise SpecError("%s: null default on %s" % (f.where, f.kind))
         if not contains(f.nullable, f.versions):
             raise SpecError("%s: null default but not nullable in every version" % f.where)
@@ -424,8 +425,6 @@ def check_default(f):
         f.dval = str(d)
     else:
         raise SpecError("%s: no custom default allowed on %s" % (f.where, f.kind))
-    if f.is_ptr and f.dval != "null":
-        raise SpecError("%s: nullable struct must default to null" % f.where)
 
 
 def c_int(kind, v):
@@ -539,12 +538,9 @@ def pack(first, items, cont, width=100):
     continuing with the cont prefix."""
     lines, cur = [], first
     for it in items:
-        if cur.strip() and cur != first and len(cur) + len(it) > width:
+        if cur != first and len(cur) + len(it.rstrip()) > width:
             lines.append(cur.rstrip())
             cur = cont
-        elif cur == first and first.strip() and len(cur) + len(it) > width \
-                and first.endswith("("):
-            pass
         cur += it
     lines.append(cur.rstrip())
     return lines
@@ -1303,8 +1299,7 @@ def gen_source_file(stem, msgs):
         o("%s_init(out);" % base, 2)
         o("return CK_EUNSUP;", 2)
         o("}", 1)
-        o("dec_%s(r, version, a, out); /* a reader failed before gives defaults */" %
-          msg.root.sname, 1)
+        o("dec_%s(r, version, a, out);" % msg.root.sname, 1)
         o("return r->err;", 1)
         o("}")
         o()

@@ -23,8 +23,6 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
-#include "log/batch.h"
-
 #define GROW_MIN (64u << 10)
 /* Header-derived size hints are trusted only this far for the first reservation. */
 #define HINT_MAX (16u << 20)

@@ -1,5 +1,5 @@
 /* Compression codecs of Kafka record batches and legacy message sets: gzip, snappy, lz4,
- * zstd, by the codec ids of enum ck_codec (src/log/batch.h: 0 none, 1 gzip, 2 snappy,
+ * zstd, by the codec ids of enum ck_codec below (the Kafka attribute values: 0 none, 1 gzip, 2 snappy,
  * 3 lz4, 4 zstd). The wire formats are those Kafka clients produce:
  *   gzip    RFC 1952 members (decompression accepts several concatenated members)
  *   snappy  xerial framing (as the Java client writes) or a raw snappy block (as
@@ -19,6 +19,9 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+
+/* Kafka compression codec ids (record batch attribute bits 0-2). */
+enum ck_codec { CK_CODEC_NONE = 0, CK_CODEC_GZIP = 1, CK_CODEC_SNAPPY = 2, CK_CODEC_LZ4 = 3, CK_CODEC_ZSTD = 4 };
 
 /* Pass as `level` to get the codec's default (gzip 6, lz4 fast mode, zstd 3). Not -1:
  * negative zstd levels are real (fast) levels. */

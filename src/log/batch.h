@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/compress.h" /* enum ck_codec */
 
 #define CK_BATCH_HEADER_SIZE 61
 #define CK_BATCH_OFF_BASE_OFFSET 0
@@ -49,7 +50,6 @@
 #define CK_ATTR_TRANSACTIONAL 0x10
 #define CK_ATTR_CONTROL 0x20
 
-enum ck_codec { CK_CODEC_NONE = 0, CK_CODEC_GZIP = 1, CK_CODEC_SNAPPY = 2, CK_CODEC_LZ4 = 3, CK_CODEC_ZSTD = 4 };
 
 typedef struct ck_batch_header {
     int64_t base_offset;

@@ -629,6 +629,7 @@ CK_TEST(kafka_gen_roundtrip_all_messages)
     }
     printf("  %zu messages, %d message versions, %d round trips, %d truncated prefixes\n",
            ck_kafka_msg_descs_count, st.versions, st.roundtrips, st.prefixes);
+    fflush(stdout);
 }
 
 CK_TEST(kafka_gen_roundtrip_big_prefixes)
@@ -652,6 +653,7 @@ CK_TEST(kafka_gen_random_corruption)
             roundtrip_one(md, v, V_MAX, &st, false, true);
     }
     printf("  %d corrupted decodes\n", st.corruptions);
+    fflush(stdout);
 }
 
 /* Every message's init gives what a decoder gives for an absent field: decode the

@@ -58,7 +58,9 @@ static void expect_prefix(const char *dir, const ck_log_config_t *c, tl_model_t 
         if (each)
             verify_each(p, m, 0, end);
         int64_t o, ts;
-        CHECK_EQ(ck_partition_max_timestamp(p, &o, &ts), 0);
+        int rc = ck_partition_max_timestamp(p, &o, &ts);
+        if (rc)
+            CK_FAIL("max_timestamp: %d (keep %zu)", rc, keep);
         CHECK_EQ(ts, (int64_t)ck_get_u64(m->bytes.data + m->pos[keep - 1] + CK_BATCH_OFF_MAX_TIMESTAMP));
     }
     CHECK_EQ(tl_append(p, m, 2, 30, 99999, 1, -1), end);
@@ -105,10 +107,15 @@ CK_TEST(log_recover_flipped_byte_in_last_batch)
     tl_model_t m = {0};
     make_log(dir, &c, &m, 8, 20);
     const char *lp = tl_seg_path(dir, PART, 0, ".log");
-    size_t ln;
-    uint8_t *lorig = tl_read_file(lp, &ln);
+    const char *ip = tl_seg_path(dir, PART, 0, ".index");
+    const char *tp = tl_seg_path(dir, PART, 0, ".timeindex");
+    size_t ln, in, tn;
+    uint8_t *lorig = tl_read_file(lp, &ln), *iorig = tl_read_file(ip, &in), *torig = tl_read_file(tp, &tn);
     size_t last = m.n - 1, P = m.pos[last];
     for (size_t at = P; at < ln; at++) {
+        /* restore the index files as the clean close left them (a test append rewrote them) */
+        tl_write_file(ip, iorig, in);
+        tl_write_file(tp, torig, tn);
         tl_model_t mm = {0};
         tl_model_add(&mm, m.bytes.data, m.bytes.len);
         uint8_t *d = malloc(ln);
@@ -128,6 +135,8 @@ CK_TEST(log_recover_flipped_byte_in_last_batch)
         tl_model_free(&mm);
     }
     free(lorig);
+    free(iorig);
+    free(torig);
     tl_model_free(&m);
 }
 
@@ -139,8 +148,10 @@ CK_TEST(log_recover_garbage_after_tail)
     tl_model_t m = {0};
     make_log(dir, &c, &m, 30, 40);
     const char *lp = tl_seg_path(dir, PART, 0, ".log");
-    size_t ln;
-    uint8_t *orig = tl_read_file(lp, &ln);
+    const char *ip = tl_seg_path(dir, PART, 0, ".index");
+    const char *tp = tl_seg_path(dir, PART, 0, ".timeindex");
+    size_t ln, in, tn;
+    uint8_t *orig = tl_read_file(lp, &ln), *iorig = tl_read_file(ip, &in), *torig = tl_read_file(tp, &tn);
     size_t last = m.n - 1;
     size_t lsz = ln - m.pos[last];
     int64_t next = m.last[last] + 1;
@@ -193,10 +204,15 @@ CK_TEST(log_recover_garbage_after_tail)
             expect_prefix(dir, &c, &mm, last + 1, variant == 2);
         }
         tl_model_free(&mm);
-        tl_write_file(lp, orig, ln); /* undo the test append too */
+        /* undo the test append too */
+        tl_write_file(lp, orig, ln);
+        tl_write_file(ip, iorig, in);
+        tl_write_file(tp, torig, tn);
         free(d);
     }
     free(orig);
+    free(iorig);
+    free(torig);
     tl_model_free(&m);
 }
 

@@ -41,7 +41,7 @@ int ck_kafka_add_offsets_to_txn_request_decode(ck_rbuf_t *r, int16_t version, ck
         ck_kafka_add_offsets_to_txn_request_init(out);
         return CK_EUNSUP;
     }
-    dec_add_offsets_to_txn_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_add_offsets_to_txn_request(r, version, a, out);
     return r->err;
 }
 
@@ -128,7 +128,7 @@ int ck_kafka_add_offsets_to_txn_response_decode(ck_rbuf_t *r, int16_t version, c
         ck_kafka_add_offsets_to_txn_response_init(out);
         return CK_EUNSUP;
     }
-    dec_add_offsets_to_txn_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_add_offsets_to_txn_response(r, version, a, out);
     return r->err;
 }
 

@@ -114,7 +114,7 @@ int ck_kafka_alter_configs_request_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_alter_configs_request_init(out);
         return CK_EUNSUP;
     }
-    dec_alter_configs_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_alter_configs_request(r, version, a, out);
     return r->err;
 }
 
@@ -276,7 +276,7 @@ int ck_kafka_alter_configs_response_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_alter_configs_response_init(out);
         return CK_EUNSUP;
     }
-    dec_alter_configs_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_alter_configs_response(r, version, a, out);
     return r->err;
 }
 

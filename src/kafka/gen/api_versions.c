@@ -41,7 +41,7 @@ int ck_kafka_api_versions_request_decode(ck_rbuf_t *r, int16_t version, ck_arena
         ck_kafka_api_versions_request_init(out);
         return CK_EUNSUP;
     }
-    dec_api_versions_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_api_versions_request(r, version, a, out);
     return r->err;
 }
 
@@ -294,7 +294,7 @@ int ck_kafka_api_versions_response_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_api_versions_response_init(out);
         return CK_EUNSUP;
     }
-    dec_api_versions_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_api_versions_response(r, version, a, out);
     return r->err;
 }
 

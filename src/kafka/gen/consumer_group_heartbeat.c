@@ -122,7 +122,7 @@ int ck_kafka_consumer_group_heartbeat_request_decode(
         ck_kafka_consumer_group_heartbeat_request_init(out);
         return CK_EUNSUP;
     }
-    dec_consumer_group_heartbeat_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_consumer_group_heartbeat_request(r, version, a, out);
     return r->err;
 }
 
@@ -337,7 +337,7 @@ int ck_kafka_consumer_group_heartbeat_response_decode(
         ck_kafka_consumer_group_heartbeat_response_init(out);
         return CK_EUNSUP;
     }
-    dec_consumer_group_heartbeat_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_consumer_group_heartbeat_response(r, version, a, out);
     return r->err;
 }
 

@@ -129,7 +129,7 @@ int ck_kafka_create_partitions_request_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_create_partitions_request_init(out);
         return CK_EUNSUP;
     }
-    dec_create_partitions_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_create_partitions_request(r, version, a, out);
     return r->err;
 }
 
@@ -294,7 +294,7 @@ int ck_kafka_create_partitions_response_decode(ck_rbuf_t *r, int16_t version, ck
         ck_kafka_create_partitions_response_init(out);
         return CK_EUNSUP;
     }
-    dec_create_partitions_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_create_partitions_response(r, version, a, out);
     return r->err;
 }
 

@@ -174,7 +174,7 @@ int ck_kafka_create_topics_request_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_create_topics_request_init(out);
         return CK_EUNSUP;
     }
-    dec_create_topics_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_create_topics_request(r, version, a, out);
     return r->err;
 }
 
@@ -445,7 +445,7 @@ int ck_kafka_create_topics_response_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_create_topics_response_init(out);
         return CK_EUNSUP;
     }
-    dec_create_topics_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_create_topics_response(r, version, a, out);
     return r->err;
 }
 

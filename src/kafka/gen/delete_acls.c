@@ -85,7 +85,7 @@ int ck_kafka_delete_acls_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_
         ck_kafka_delete_acls_request_init(out);
         return CK_EUNSUP;
     }
-    dec_delete_acls_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_delete_acls_request(r, version, a, out);
     return r->err;
 }
 
@@ -291,7 +291,7 @@ int ck_kafka_delete_acls_response_decode(ck_rbuf_t *r, int16_t version, ck_arena
         ck_kafka_delete_acls_response_init(out);
         return CK_EUNSUP;
     }
-    dec_delete_acls_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_delete_acls_response(r, version, a, out);
     return r->err;
 }
 

@@ -47,7 +47,7 @@ int ck_kafka_delete_groups_request_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_delete_groups_request_init(out);
         return CK_EUNSUP;
     }
-    dec_delete_groups_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_delete_groups_request(r, version, a, out);
     return r->err;
 }
 
@@ -162,7 +162,7 @@ int ck_kafka_delete_groups_response_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_delete_groups_response_init(out);
         return CK_EUNSUP;
     }
-    dec_delete_groups_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_delete_groups_response(r, version, a, out);
     return r->err;
 }
 

@@ -114,7 +114,7 @@ int ck_kafka_delete_records_request_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_delete_records_request_init(out);
         return CK_EUNSUP;
     }
-    dec_delete_records_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_delete_records_request(r, version, a, out);
     return r->err;
 }
 
@@ -312,7 +312,7 @@ int ck_kafka_delete_records_response_decode(ck_rbuf_t *r, int16_t version, ck_ar
         ck_kafka_delete_records_response_init(out);
         return CK_EUNSUP;
     }
-    dec_delete_records_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_delete_records_response(r, version, a, out);
     return r->err;
 }
 

@@ -91,7 +91,7 @@ int ck_kafka_delete_topics_request_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_delete_topics_request_init(out);
         return CK_EUNSUP;
     }
-    dec_delete_topics_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_delete_topics_request(r, version, a, out);
     return r->err;
 }
 
@@ -241,7 +241,7 @@ int ck_kafka_delete_topics_response_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_delete_topics_response_init(out);
         return CK_EUNSUP;
     }
-    dec_delete_topics_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_delete_topics_response(r, version, a, out);
     return r->err;
 }
 

@@ -50,7 +50,7 @@ int ck_kafka_describe_acls_request_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_describe_acls_request_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_acls_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_acls_request(r, version, a, out);
     return r->err;
 }
 
@@ -235,7 +235,7 @@ int ck_kafka_describe_acls_response_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_describe_acls_response_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_acls_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_acls_response(r, version, a, out);
     return r->err;
 }
 

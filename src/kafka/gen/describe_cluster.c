@@ -38,7 +38,7 @@ int ck_kafka_describe_cluster_request_decode(ck_rbuf_t *r, int16_t version, ck_a
         ck_kafka_describe_cluster_request_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_cluster_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_cluster_request(r, version, a, out);
     return r->err;
 }
 
@@ -177,7 +177,7 @@ int ck_kafka_describe_cluster_response_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_describe_cluster_response_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_cluster_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_cluster_response(r, version, a, out);
     return r->err;
 }
 

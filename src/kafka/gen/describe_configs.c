@@ -97,7 +97,7 @@ int ck_kafka_describe_configs_request_decode(ck_rbuf_t *r, int16_t version, ck_a
         ck_kafka_describe_configs_request_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_configs_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_configs_request(r, version, a, out);
     return r->err;
 }
 
@@ -354,7 +354,7 @@ int ck_kafka_describe_configs_response_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_describe_configs_response_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_configs_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_configs_response(r, version, a, out);
     return r->err;
 }
 
@@ -387,8 +387,7 @@ static void init_describe_configs_response_describe_configs_synonym(void *m)
     ck_kafka_describe_configs_response_describe_configs_synonym_init(m);
 }
 static const ck_kafka_struct_desc_t desc_describe_configs_response_describe_configs_synonym = {
-    "DescribeConfigsSynonym",
-    sizeof(ck_kafka_describe_configs_response_describe_configs_synonym_t),
+    "DescribeConfigsSynonym", sizeof(ck_kafka_describe_configs_response_describe_configs_synonym_t),
     init_describe_configs_response_describe_configs_synonym, 3,
     fields_describe_configs_response_describe_configs_synonym,
 };

@@ -51,7 +51,7 @@ int ck_kafka_describe_groups_request_decode(ck_rbuf_t *r, int16_t version, ck_ar
         ck_kafka_describe_groups_request_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_groups_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_groups_request(r, version, a, out);
     return r->err;
 }
 
@@ -232,7 +232,7 @@ int ck_kafka_describe_groups_response_decode(ck_rbuf_t *r, int16_t version, ck_a
         ck_kafka_describe_groups_response_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_groups_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_groups_response(r, version, a, out);
     return r->err;
 }
 

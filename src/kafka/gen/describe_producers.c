@@ -81,7 +81,7 @@ int ck_kafka_describe_producers_request_decode(ck_rbuf_t *r, int16_t version, ck
         ck_kafka_describe_producers_request_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_producers_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_producers_request(r, version, a, out);
     return r->err;
 }
 
@@ -301,7 +301,7 @@ int ck_kafka_describe_producers_response_decode(ck_rbuf_t *r, int16_t version, c
         ck_kafka_describe_producers_response_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_producers_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_producers_response(r, version, a, out);
     return r->err;
 }
 

@@ -46,7 +46,7 @@ int ck_kafka_describe_transactions_request_decode(ck_rbuf_t *r, int16_t version,
         ck_kafka_describe_transactions_request_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_transactions_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_transactions_request(r, version, a, out);
     return r->err;
 }
 
@@ -219,7 +219,7 @@ int ck_kafka_describe_transactions_response_decode(ck_rbuf_t *r, int16_t version
         ck_kafka_describe_transactions_response_init(out);
         return CK_EUNSUP;
     }
-    dec_describe_transactions_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_describe_transactions_response(r, version, a, out);
     return r->err;
 }
 

@@ -40,7 +40,7 @@ int ck_kafka_end_txn_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_t *a
         ck_kafka_end_txn_request_init(out);
         return CK_EUNSUP;
     }
-    dec_end_txn_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_end_txn_request(r, version, a, out);
     return r->err;
 }
 
@@ -135,7 +135,7 @@ int ck_kafka_end_txn_response_decode(ck_rbuf_t *r, int16_t version, ck_arena_t *
         ck_kafka_end_txn_response_init(out);
         return CK_EUNSUP;
     }
-    dec_end_txn_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_end_txn_response(r, version, a, out);
     return r->err;
 }
 

@@ -302,7 +302,7 @@ int ck_kafka_fetch_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_t *a,
         ck_kafka_fetch_request_init(out);
         return CK_EUNSUP;
     }
-    dec_fetch_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_fetch_request(r, version, a, out);
     return r->err;
 }
 
@@ -844,7 +844,7 @@ int ck_kafka_fetch_response_decode(ck_rbuf_t *r, int16_t version, ck_arena_t *a,
         ck_kafka_fetch_response_init(out);
         return CK_EUNSUP;
     }
-    dec_fetch_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_fetch_response(r, version, a, out);
     return r->err;
 }
 
@@ -908,8 +908,8 @@ static void init_fetch_response_snapshot_id(void *m)
     ck_kafka_fetch_response_snapshot_id_init(m);
 }
 static const ck_kafka_struct_desc_t desc_fetch_response_snapshot_id = {
-    "SnapshotId", sizeof(ck_kafka_fetch_response_snapshot_id_t), init_fetch_response_snapshot_id,
-    2, fields_fetch_response_snapshot_id,
+    "SnapshotId", sizeof(ck_kafka_fetch_response_snapshot_id_t), init_fetch_response_snapshot_id, 2,
+    fields_fetch_response_snapshot_id,
 };
 
 static const ck_kafka_field_desc_t fields_fetch_response_aborted_transaction[] = {

@@ -57,7 +57,7 @@ int ck_kafka_find_coordinator_request_decode(ck_rbuf_t *r, int16_t version, ck_a
         ck_kafka_find_coordinator_request_init(out);
         return CK_EUNSUP;
     }
-    dec_find_coordinator_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_find_coordinator_request(r, version, a, out);
     return r->err;
 }
 
@@ -208,7 +208,7 @@ int ck_kafka_find_coordinator_response_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_find_coordinator_response_init(out);
         return CK_EUNSUP;
     }
-    dec_find_coordinator_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_find_coordinator_response(r, version, a, out);
     return r->err;
 }
 

@@ -41,7 +41,7 @@ int ck_kafka_request_header_decode(ck_rbuf_t *r, int16_t version, ck_arena_t *a,
         ck_kafka_request_header_init(out);
         return CK_EUNSUP;
     }
-    dec_request_header(r, version, a, out); /* a reader failed before gives defaults */
+    dec_request_header(r, version, a, out);
     return r->err;
 }
 
@@ -124,7 +124,7 @@ int ck_kafka_response_header_decode(ck_rbuf_t *r, int16_t version, ck_arena_t *a
         ck_kafka_response_header_init(out);
         return CK_EUNSUP;
     }
-    dec_response_header(r, version, a, out); /* a reader failed before gives defaults */
+    dec_response_header(r, version, a, out);
     return r->err;
 }
 

@@ -43,7 +43,7 @@ int ck_kafka_heartbeat_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_t 
         ck_kafka_heartbeat_request_init(out);
         return CK_EUNSUP;
     }
-    dec_heartbeat_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_heartbeat_request(r, version, a, out);
     return r->err;
 }
 
@@ -130,7 +130,7 @@ int ck_kafka_heartbeat_response_decode(ck_rbuf_t *r, int16_t version, ck_arena_t
         ck_kafka_heartbeat_response_init(out);
         return CK_EUNSUP;
     }
-    dec_heartbeat_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_heartbeat_response(r, version, a, out);
     return r->err;
 }
 

@@ -121,7 +121,7 @@ int ck_kafka_incremental_alter_configs_request_decode(
         ck_kafka_incremental_alter_configs_request_init(out);
         return CK_EUNSUP;
     }
-    dec_incremental_alter_configs_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_incremental_alter_configs_request(r, version, a, out);
     return r->err;
 }
 
@@ -297,7 +297,7 @@ int ck_kafka_incremental_alter_configs_response_decode(
         ck_kafka_incremental_alter_configs_response_init(out);
         return CK_EUNSUP;
     }
-    dec_incremental_alter_configs_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_incremental_alter_configs_response(r, version, a, out);
     return r->err;
 }
 

@@ -47,7 +47,7 @@ int ck_kafka_init_producer_id_request_decode(ck_rbuf_t *r, int16_t version, ck_a
         ck_kafka_init_producer_id_request_init(out);
         return CK_EUNSUP;
     }
-    dec_init_producer_id_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_init_producer_id_request(r, version, a, out);
     return r->err;
 }
 
@@ -139,7 +139,7 @@ int ck_kafka_init_producer_id_response_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_init_producer_id_response_init(out);
         return CK_EUNSUP;
     }
-    dec_init_producer_id_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_init_producer_id_response(r, version, a, out);
     return r->err;
 }
 

@@ -86,7 +86,7 @@ int ck_kafka_leave_group_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_
         ck_kafka_leave_group_request_init(out);
         return CK_EUNSUP;
     }
-    dec_leave_group_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_leave_group_request(r, version, a, out);
     return r->err;
 }
 
@@ -234,7 +234,7 @@ int ck_kafka_leave_group_response_decode(ck_rbuf_t *r, int16_t version, ck_arena
         ck_kafka_leave_group_response_init(out);
         return CK_EUNSUP;
     }
-    dec_leave_group_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_leave_group_response(r, version, a, out);
     return r->err;
 }
 

@@ -65,7 +65,7 @@ int ck_kafka_list_groups_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_
         ck_kafka_list_groups_request_init(out);
         return CK_EUNSUP;
     }
-    dec_list_groups_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_list_groups_request(r, version, a, out);
     return r->err;
 }
 
@@ -194,7 +194,7 @@ int ck_kafka_list_groups_response_decode(ck_rbuf_t *r, int16_t version, ck_arena
         ck_kafka_list_groups_response_init(out);
         return CK_EUNSUP;
     }
-    dec_list_groups_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_list_groups_response(r, version, a, out);
     return r->err;
 }
 

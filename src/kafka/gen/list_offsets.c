@@ -130,7 +130,7 @@ int ck_kafka_list_offsets_request_decode(ck_rbuf_t *r, int16_t version, ck_arena
         ck_kafka_list_offsets_request_init(out);
         return CK_EUNSUP;
     }
-    dec_list_offsets_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_list_offsets_request(r, version, a, out);
     return r->err;
 }
 
@@ -369,7 +369,7 @@ int ck_kafka_list_offsets_response_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_list_offsets_response_init(out);
         return CK_EUNSUP;
     }
-    dec_list_offsets_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_list_offsets_response(r, version, a, out);
     return r->err;
 }
 

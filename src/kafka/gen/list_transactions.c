@@ -65,7 +65,7 @@ int ck_kafka_list_transactions_request_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_list_transactions_request_init(out);
         return CK_EUNSUP;
     }
-    dec_list_transactions_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_list_transactions_request(r, version, a, out);
     return r->err;
 }
 
@@ -204,7 +204,7 @@ int ck_kafka_list_transactions_response_decode(ck_rbuf_t *r, int16_t version, ck
         ck_kafka_list_transactions_response_init(out);
         return CK_EUNSUP;
     }
-    dec_list_transactions_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_list_transactions_response(r, version, a, out);
     return r->err;
 }
 

@@ -86,7 +86,7 @@ int ck_kafka_metadata_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_t *
         ck_kafka_metadata_request_init(out);
         return CK_EUNSUP;
     }
-    dec_metadata_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_metadata_request(r, version, a, out);
     return r->err;
 }
 
@@ -393,7 +393,7 @@ int ck_kafka_metadata_response_decode(ck_rbuf_t *r, int16_t version, ck_arena_t 
         ck_kafka_metadata_response_init(out);
         return CK_EUNSUP;
     }
-    dec_metadata_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_metadata_response(r, version, a, out);
     return r->err;
 }
 

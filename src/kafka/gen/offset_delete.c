@@ -101,7 +101,7 @@ int ck_kafka_offset_delete_request_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_offset_delete_request_init(out);
         return CK_EUNSUP;
     }
-    dec_offset_delete_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_offset_delete_request(r, version, a, out);
     return r->err;
 }
 
@@ -287,7 +287,7 @@ int ck_kafka_offset_delete_response_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_offset_delete_response_init(out);
         return CK_EUNSUP;
     }
-    dec_offset_delete_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_offset_delete_response(r, version, a, out);
     return r->err;
 }
 

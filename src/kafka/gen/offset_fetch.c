@@ -195,7 +195,7 @@ int ck_kafka_offset_fetch_request_decode(ck_rbuf_t *r, int16_t version, ck_arena
         ck_kafka_offset_fetch_request_init(out);
         return CK_EUNSUP;
     }
-    dec_offset_fetch_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_offset_fetch_request(r, version, a, out);
     return r->err;
 }
 
@@ -243,8 +243,7 @@ static void init_offset_fetch_request_offset_fetch_request_topics(void *m)
     ck_kafka_offset_fetch_request_offset_fetch_request_topics_init(m);
 }
 static const ck_kafka_struct_desc_t desc_offset_fetch_request_offset_fetch_request_topics = {
-    "OffsetFetchRequestTopics",
-    sizeof(ck_kafka_offset_fetch_request_offset_fetch_request_topics_t),
+    "OffsetFetchRequestTopics", sizeof(ck_kafka_offset_fetch_request_offset_fetch_request_topics_t),
     init_offset_fetch_request_offset_fetch_request_topics, 2,
     fields_offset_fetch_request_offset_fetch_request_topics,
 };
@@ -561,7 +560,7 @@ int ck_kafka_offset_fetch_response_decode(ck_rbuf_t *r, int16_t version, ck_aren
         ck_kafka_offset_fetch_response_init(out);
         return CK_EUNSUP;
     }
-    dec_offset_fetch_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_offset_fetch_response(r, version, a, out);
     return r->err;
 }
 

@@ -118,7 +118,7 @@ int ck_kafka_produce_request_decode(ck_rbuf_t *r, int16_t version, ck_arena_t *a
         ck_kafka_produce_request_init(out);
         return CK_EUNSUP;
     }
-    dec_produce_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_produce_request(r, version, a, out);
     return r->err;
 }
 
@@ -493,7 +493,7 @@ int ck_kafka_produce_response_decode(ck_rbuf_t *r, int16_t version, ck_arena_t *
         ck_kafka_produce_response_init(out);
         return CK_EUNSUP;
     }
-    dec_produce_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_produce_response(r, version, a, out);
     return r->err;
 }
 

@@ -35,7 +35,7 @@ int ck_kafka_sasl_authenticate_request_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_sasl_authenticate_request_init(out);
         return CK_EUNSUP;
     }
-    dec_sasl_authenticate_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_sasl_authenticate_request(r, version, a, out);
     return r->err;
 }
 
@@ -119,7 +119,7 @@ int ck_kafka_sasl_authenticate_response_decode(ck_rbuf_t *r, int16_t version, ck
         ck_kafka_sasl_authenticate_response_init(out);
         return CK_EUNSUP;
     }
-    dec_sasl_authenticate_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_sasl_authenticate_response(r, version, a, out);
     return r->err;
 }
 

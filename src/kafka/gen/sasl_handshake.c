@@ -31,7 +31,7 @@ int ck_kafka_sasl_handshake_request_decode(ck_rbuf_t *r, int16_t version, ck_are
         ck_kafka_sasl_handshake_request_init(out);
         return CK_EUNSUP;
     }
-    dec_sasl_handshake_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_sasl_handshake_request(r, version, a, out);
     return r->err;
 }
 
@@ -116,7 +116,7 @@ int ck_kafka_sasl_handshake_response_decode(ck_rbuf_t *r, int16_t version, ck_ar
         ck_kafka_sasl_handshake_response_init(out);
         return CK_EUNSUP;
     }
-    dec_sasl_handshake_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_sasl_handshake_response(r, version, a, out);
     return r->err;
 }
 

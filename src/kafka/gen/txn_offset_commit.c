@@ -145,7 +145,7 @@ int ck_kafka_txn_offset_commit_request_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_txn_offset_commit_request_init(out);
         return CK_EUNSUP;
     }
-    dec_txn_offset_commit_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_txn_offset_commit_request(r, version, a, out);
     return r->err;
 }
 
@@ -377,7 +377,7 @@ int ck_kafka_txn_offset_commit_response_decode(ck_rbuf_t *r, int16_t version, ck
         ck_kafka_txn_offset_commit_response_init(out);
         return CK_EUNSUP;
     }
-    dec_txn_offset_commit_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_txn_offset_commit_response(r, version, a, out);
     return r->err;
 }
 

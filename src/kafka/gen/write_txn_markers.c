@@ -132,7 +132,7 @@ int ck_kafka_write_txn_markers_request_decode(ck_rbuf_t *r, int16_t version, ck_
         ck_kafka_write_txn_markers_request_init(out);
         return CK_EUNSUP;
     }
-    dec_write_txn_markers_request(r, version, a, out); /* a reader failed before gives defaults */
+    dec_write_txn_markers_request(r, version, a, out);
     return r->err;
 }
 
@@ -375,7 +375,7 @@ int ck_kafka_write_txn_markers_response_decode(ck_rbuf_t *r, int16_t version, ck
         ck_kafka_write_txn_markers_response_init(out);
         return CK_EUNSUP;
     }
-    dec_write_txn_markers_response(r, version, a, out); /* a reader failed before gives defaults */
+    dec_write_txn_markers_response(r, version, a, out);
     return r->err;
 }
 
