@@ -362,8 +362,8 @@ static int run_produce(const opts_t *o)
               conf_set(conf, "batch.size", o->batch_size) ||
               conf_set(conf, "compression.type", o->compression) ||
               conf_set(conf, "enable.idempotence", "false") ||
-              conf_set(conf, "queue.buffering.max.messages", "1000000") ||
-              conf_set(conf, "queue.buffering.max.kbytes", "1048576") ||
+              conf_set(conf, "queue.buffering.max.messages", "200000") ||
+              conf_set(conf, "queue.buffering.max.kbytes", "262144") ||
               conf_set(conf, "message.timeout.ms", "60000");
     snprintf(num, sizeof(num), "%zu", o->size + 4096 > 1000000 ? o->size + 4096 : 1000000);
     bad = bad || conf_set(conf, "message.max.bytes", num) || conf_set_extra(conf, o);

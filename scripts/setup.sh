@@ -55,7 +55,7 @@ is_optional() { local p; for p in "${OPTIONAL_PKGS[@]}"; do [ "$p" = "$1" ] && r
 
 # Stamp: when the package list, the JS manifest and this script are unchanged and the
 # previous run succeeded, only a cheap dpkg-query + module check is done.
-STAMP_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/chronik"
+STAMP_DIR="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/chronik"
 STAMP="$STAMP_DIR/setup.stamp"
 stamp_key() {
   { printf '%s\n' "${PKGS[@]}"; cat "$JS_DIR/package.json" 2>/dev/null; cat "$0"; } | sha256sum | cut -d' ' -f1

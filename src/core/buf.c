@@ -6,7 +6,7 @@ uint8_t *ck_wbuf_reserve(ck_wbuf_t *w, size_t n)
 {
     if (w->err)
         return NULL;
-    if (w->cap - w->len < n) {
+    if (w->cap - w->len < n || !w->data) { /* never hand out NULL + 0 */
         size_t cap = w->cap ? w->cap : 256;
         while (cap - w->len < n) {
             if (cap > SIZE_MAX / 2) {

@@ -178,7 +178,8 @@ static inline void ck__kwr_blob(ck_wbuf_t *w, bool flex, bool wide, bool nullabl
         ck_wr_i32(w, s.len);
     else
         ck_wr_i16(w, (int16_t)s.len);
-    ck_wr_bytes(w, s.ptr, (size_t)s.len);
+    if (s.len > 0)
+        ck_wr_bytes(w, s.ptr, (size_t)s.len);
 }
 static inline void ck__kwr_string(ck_wbuf_t *w, bool flex, bool nullable, ck_slice_t s)
 {

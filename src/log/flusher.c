@@ -131,17 +131,15 @@ static void write_active_tail(ck_log_t *log, ck_partition_t *p, ck__index_t *ix,
 /* Completes a rolled segment's index files; false if they are not complete on disk. */
 static bool finish_sealed(ck_partition_t *p, ck__seg_t *s)
 {
-    int rc = ck__index_write(&s->oidx, CK__OIDX_ESIZE,
-                             s->oidx.data + s->oidx.file_n * CK__OIDX_ESIZE, s->oidx.n);
+    int rc = ck__index_write_own(&s->oidx, CK__OIDX_ESIZE);
     if (!rc)
-        rc = ck__index_write(&s->tidx, CK__TIDX_ESIZE,
-                             s->tidx.data + s->tidx.file_n * CK__TIDX_ESIZE, s->tidx.n);
+        rc = ck__index_write_own(&s->tidx, CK__TIDX_ESIZE);
     if (!rc && s->oidx.fd >= 0 && ck__log_io.io_fdatasync(s->oidx.fd) != 0)
         rc = ck__io_code(errno);
     if (!rc && s->tidx.fd >= 0 && ck__log_io.io_fdatasync(s->tidx.fd) != 0)
         rc = ck__io_code(errno);
-    bool ok = !rc && s->oidx.fd >= 0 && s->tidx.fd >= 0 && !s->oidx.write_failed &&
-              !s->tidx.write_failed;
+    bool ok =
+        !rc && s->oidx.fd >= 0 && s->tidx.fd >= 0 && !s->oidx.write_failed && !s->tidx.write_failed;
     if (!ok)
         CK_WARN("log", "%s: index files of segment %020" PRId64 " incomplete%s%s", p->name, s->base,
                 rc ? ": " : "", rc ? ck_strerror(rc) : "");

@@ -37,11 +37,11 @@
  * read-only from the file (maplen > 0: sealed segments loaded lazily). */
 typedef struct ck__index {
     uint8_t *data;
-    size_t n;         /* entries; owner appends under p->mu while the segment is active */
-    size_t cap;       /* heap capacity in entries (0 when mapped or empty) */
-    size_t maplen;    /* bytes mapped, 0 if not mapped */
-    size_t file_n;    /* fl: entries already written to fd */
-    int fd;           /* fl: write handle while the flusher still has entries to write, else -1 */
+    size_t n;          /* entries; owner appends under p->mu while the segment is active */
+    size_t cap;        /* heap capacity in entries (0 when mapped or empty) */
+    size_t maplen;     /* bytes mapped, 0 if not mapped */
+    size_t file_n;     /* fl: entries already written to fd */
+    int fd;            /* fl: write handle while entries remain to be written, else -1 */
     bool write_failed; /* fl: a write/fsync of the index file failed; stop writing it */
 } ck__index_t;
 
@@ -115,13 +115,13 @@ struct ck_partition {
 
     pthread_mutex_t mu;
     /* p->mu */
-    bool listed;  /* on log->dirty (holds a reference) */
-    bool dropped; /* closed or dropped: the flusher skips it */
-    bool dir_dirty;          /* a segment file was created since the last dir fsync */
-    ck__seg_t *pub_active;   /* the active segment */
-    int64_t pub_end;         /* log_end as of the last completed append */
-    int64_t pub_size;        /* pub_active's size as of the last completed append */
-    ck__seg_t *sealq, *sealq_tail; /* rolled segments the flusher must still fsync */
+    bool listed;                        /* on log->dirty (holds a reference) */
+    bool dropped;                       /* closed or dropped: the flusher skips it */
+    bool dir_dirty;                     /* a segment file was created since the dir fsync */
+    ck__seg_t *pub_active;              /* the active segment */
+    int64_t pub_end;                    /* log_end as of the last completed append */
+    int64_t pub_size;                   /* pub_active's size as of that append */
+    ck__seg_t *sealq, *sealq_tail;      /* rolled segments the flusher must still fsync */
     struct ck_partition *dirty_next[2]; /* log->mu: links for the two dirty-list generations */
 
     /* fl */
@@ -129,9 +129,9 @@ struct ck_partition {
     bool fl_rp_blocked;     /* a rolled segment's index files are incomplete: R stays */
     int64_t fl_synced_base; /* active segment (by base) and size fsynced last */
     int64_t fl_synced_size;
-    ck__seg_t *fl_active;   /* work carried from phase 1 to phase 2 of a round */
+    ck__seg_t *fl_active; /* work carried from phase 1 to phase 2 of a round */
     ck__seg_t *fl_sealed;
-    size_t fl_on, fl_tn;    /* active's entry counts at the snapshot */
+    size_t fl_on, fl_tn; /* active's entry counts at the snapshot */
 };
 
 struct ck_log {
@@ -150,8 +150,8 @@ struct ck_log {
     pthread_cond_t cv;
     /* log->mu */
     bool stop, kick;
-    int gen;                  /* which dirty_next link appends use */
-    ck_partition_t *dirty;    /* partitions with unsynced bytes (each holds a reference) */
+    int gen;               /* which dirty_next link appends use */
+    ck_partition_t *dirty; /* partitions with unsynced bytes (each holds a reference) */
 
     /* fl */
     uint8_t *fl_buf;
@@ -189,13 +189,11 @@ const uint8_t *ck__scan_get(ck__scan_t *sc, int64_t pos, size_t n, int *err);
 
 static inline int32_t ck__oidx_rel(const ck__seg_t *s, size_t i)
 {
-    const uint8_t *e = s->oidx.data + i * CK__OIDX_ESIZE;
-    return (int32_t)(((uint32_t)e[0] << 24) | ((uint32_t)e[1] << 16) | ((uint32_t)e[2] << 8) | e[3]);
+    return (int32_t)ck_get_u32(s->oidx.data + i * CK__OIDX_ESIZE);
 }
 static inline int64_t ck__oidx_pos(const ck__seg_t *s, size_t i)
 {
-    const uint8_t *e = s->oidx.data + i * CK__OIDX_ESIZE + 4;
-    return (int32_t)(((uint32_t)e[0] << 24) | ((uint32_t)e[1] << 16) | ((uint32_t)e[2] << 8) | e[3]);
+    return (int32_t)ck_get_u32(s->oidx.data + i * CK__OIDX_ESIZE + 4);
 }
 int64_t ck__tidx_ts(const ck__seg_t *s, size_t i);
 int32_t ck__tidx_rel(const ck__seg_t *s, size_t i);
@@ -220,8 +218,11 @@ void ck__seg_seal_time(ck__seg_t *s);
 int64_t ck__oidx_floor(const ck__seg_t *s, int64_t rel, int64_t *entry_rel);
 /* Index of the first time entry with timestamp >= ts (s->tidx.n if none). */
 size_t ck__tidx_first_ge(const ck__seg_t *s, int64_t ts);
-/* Writes the index entries [file_n, upto) from `data` to the index file (fl or open). */
+/* Writes the index entries [file_n, upto) to the index file (fl, or open/recovery);
+ * `data` holds entry file_n first. */
 int ck__index_write(ck__index_t *ix, size_t esize, const uint8_t *data, size_t upto);
+/* The same from the index's own array: entries [file_n, n). */
+int ck__index_write_own(ck__index_t *ix, size_t esize);
 /* Lazily loads (validating, rebuilding from the .log if needed) a sealed segment's indexes
  * and its max timestamp. */
 int ck__seg_load_index(int dirfd, ck__seg_t *s, int32_t interval, const char *who);
@@ -231,8 +232,7 @@ int ck__seg_reindex(int dirfd, ck__seg_t *s, int32_t interval, const char *who);
 /* Recovery of one segment at open (see segment.c): validates the tail, truncates a torn or
  * corrupt tail, fsyncs, rebuilds and rewrites the index files. Leaves index fds open.
  * *truncated gets the number of bytes cut off. */
-int ck__seg_recover(int dirfd, ck__seg_t *s, int32_t interval, const char *who,
-                    int64_t *truncated);
+int ck__seg_recover(int dirfd, ck__seg_t *s, int32_t interval, const char *who, int64_t *truncated);
 
 /* Small durable files (magic, int64, crc32c). */
 int ck__meta_read(int dirfd, const char *name, uint32_t magic, int64_t *value);

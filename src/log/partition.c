@@ -1,13 +1,20 @@
 /* Partitions: opening (recovery, see segment.c for the procedure), appending, rolling,
  * dropping. Reads are in read.c, retention in retention.c, group commit in flusher.c.
  *
- * Segment states (all transitions on the owner thread, flusher steps noted):
+ * Segment states (transitions on the owner thread unless marked "flusher"):
  *
- *   ck__seg_create ──▶ ACTIVE ──ck__partition_roll──▶ SEALED, on p->sealq
- *                        │                                │ flusher phase 1: fdatasync .log
- *                        │                                ▼ flusher phase 2: index tail + fsync
- *   ck__seg_open ──▶ TRUSTED (base < R) ───────────▶ SEALED, complete ──drop_front──▶ unlinked
- *                    (indexes loaded lazily)
+ *   ck__seg_create              ck__partition_roll
+ *        |                              |
+ *        v                              v
+ *     ACTIVE --------------------> SEALED, on p->sealq
+ *        ^                              | flusher phase 1: fdatasync .log
+ *        | recovery: last segment       | flusher phase 2: index tail, fsync, R
+ *        |                              v
+ *   ck__seg_open ----------------> SEALED, complete (TRUSTED once below R;
+ *                base < R               |            indexes loaded lazily)
+ *                                       | ck__partition_drop_front (retention,
+ *                                       v   DeleteRecords, recovery)
+ *                                   unlinked; freed at the last unref
  *
  * A segment leaves memory when its last reference goes (the flusher may outlive a drop). */
 #include <dirent.h>
@@ -59,7 +66,10 @@ void ck_partition_set_config(ck_partition_t *p, const ck_log_config_t *cfg)
 
 /* ---- lifetime ---- */
 
-void ck__partition_ref(ck_partition_t *p) { atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed); }
+void ck__partition_ref(ck_partition_t *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
 
 void ck__partition_unref(ck_partition_t *p)
 {
@@ -263,8 +273,7 @@ static void seal_recovered(ck_partition_t *p, ck__seg_t *s, bool *index_ok)
 {
     ck__seg_seal_time(s);
     s->sealed = true;
-    int rc = ck__index_write(&s->tidx, CK__TIDX_ESIZE, s->tidx.data + s->tidx.file_n * CK__TIDX_ESIZE,
-                             s->tidx.n);
+    int rc = ck__index_write_own(&s->tidx, CK__TIDX_ESIZE);
     if (!rc && s->tidx.fd >= 0 && ck__log_io.io_fdatasync(s->tidx.fd) != 0)
         rc = ck__io_code(errno);
     if (rc || s->oidx.write_failed || s->tidx.write_failed)
@@ -306,7 +315,8 @@ static int partition_load(ck_partition_t *p)
     if (rc || ls < 0)
         ls = -1;
     int64_t rp = 0;
-    if (ck__meta_read(p->dirfd, CK__RECOVERY_POINT_FILE, CK__MAGIC_RECOVERY_POINT, &rp) != 0 || rp < 0)
+    if (ck__meta_read(p->dirfd, CK__RECOVERY_POINT_FILE, CK__MAGIC_RECOVERY_POINT, &rp) != 0 ||
+        rp < 0)
         rp = 0; /* check every segment */
 
     rc = segs_reserve(p, nb + 1);
@@ -344,9 +354,12 @@ static int partition_load(ck_partition_t *p)
                 return rc;
             }
             if (k + 1 < p->nsegs && s->next != p->segs[k + 1]->base) {
-                CK_WARN("log", "%s: segment %020" PRId64 " ends at offset %" PRId64
-                        " but the next starts at %" PRId64 "; removing %zu later segment(s)",
-                        p->name, s->base, s->next, p->segs[k + 1]->base, p->nsegs - k - 1);
+                /* Normally a segment rolled but never fully fsynced: nothing after it was
+                 * acknowledged (W1). If it had been fsynced, the disk lost synced data. */
+                CK_ERROR("log",
+                         "%s: segment %020" PRId64 " ends at offset %" PRId64
+                         " but the next starts at %" PRId64 "; removing %zu later segment(s)",
+                         p->name, s->base, s->next, p->segs[k + 1]->base, p->nsegs - k - 1);
                 while (p->nsegs > k + 1) {
                     ck__seg_t *x = p->segs[--p->nsegs];
                     ck__seg_unlink(p->dirfd, x->base);
@@ -366,8 +379,10 @@ static int partition_load(ck_partition_t *p)
     p->log_start = ls > first_base ? ls : first_base;
     if (p->nsegs > 0 && p->log_start > end) {
         /* Only possible if acknowledged data vanished under us; never reuse offsets. */
-        CK_ERROR("log", "%s: log start %" PRId64 " is past the log end %" PRId64
-                 "; restarting the log empty at %" PRId64, p->name, p->log_start, end, p->log_start);
+        CK_ERROR("log",
+                 "%s: log start %" PRId64 " is past the log end %" PRId64
+                 "; restarting the log empty at %" PRId64,
+                 p->name, p->log_start, end, p->log_start);
         remove_all_segments(p);
         dir_changed = true;
     }
@@ -401,6 +416,8 @@ static int partition_load(ck_partition_t *p)
     p->pub_size = a->size;
     p->fl_synced_base = a->base;
     p->fl_synced_size = a->size;
+    /* W3: every segment below the active one was just checked or was trusted already */
+    p->fl_rp_blocked = !index_ok;
     if (index_ok && ck__meta_write_inplace(p->rpfd, CK__MAGIC_RECOVERY_POINT, a->base) != 0)
         CK_WARN("log", "%s: cannot write %s", p->name, CK__RECOVERY_POINT_FILE);
     return 0;
@@ -619,10 +636,9 @@ int ck_partition_append(ck_partition_t *p, uint8_t *batches, size_t len, int64_t
 
     int64_t now = ck_wall_ms();
     ck__seg_t *s = p->segs[p->nsegs - 1];
-    if (s->size > 0 &&
-        (s->size + (int64_t)len > p->cfg.segment_bytes ||
-         (p->cfg.segment_ms > 0 && now - s->created_ms >= p->cfg.segment_ms) ||
-         p->log_end + count - 1 - s->base > INT32_MAX)) {
+    if (s->size > 0 && (s->size + (int64_t)len > p->cfg.segment_bytes ||
+                        (p->cfg.segment_ms > 0 && now - s->created_ms >= p->cfg.segment_ms) ||
+                        p->log_end + count - 1 - s->base > INT32_MAX)) {
         int rc = ck__partition_roll(p, now);
         if (rc)
             return rc;
@@ -667,7 +683,8 @@ int ck_partition_append(ck_partition_t *p, uint8_t *batches, size_t len, int64_t
         const uint8_t *b = batches + off;
         size_t total = (size_t)ck_batch_total_size(b, len - off);
         int64_t rel = (int64_t)ck_get_u64(b + CK_BATCH_OFF_BASE_OFFSET) - s->base;
-        ck__seg_note_batch(s, (int32_t)rel, pos, (int64_t)ck_get_u64(b + CK_BATCH_OFF_MAX_TIMESTAMP));
+        ck__seg_note_batch(s, (int32_t)rel, pos,
+                           (int64_t)ck_get_u64(b + CK_BATCH_OFF_MAX_TIMESTAMP));
         pos += (int64_t)total;
         off += total;
     }

@@ -67,8 +67,10 @@ static int index_start(ck_partition_t *p, ck__seg_t *s, int64_t rel, int64_t *po
                 return rc;
             continue;
         }
-        CK_WARN("log", "%s: index entry of segment %020" PRId64 " at %" PRId64
-                " does not match the log; scanning from the start", p->name, s->base, epos);
+        CK_WARN("log",
+                "%s: index entry of segment %020" PRId64 " at %" PRId64
+                " does not match the log; scanning from the start",
+                p->name, s->base, epos);
         *pos = 0;
         return 0;
     }
@@ -169,7 +171,8 @@ int64_t ck_partition_read(ck_partition_t *p, int64_t offset, int64_t upper, size
     while (acc + HDR_PREFIX <= want) {
         const uint8_t *b = d + acc;
         int64_t total = (int64_t)(int32_t)ck_get_u32(b + CK_BATCH_OFF_LENGTH) + 12;
-        int64_t last = (int64_t)ck_get_u64(b) + (int32_t)ck_get_u32(b + CK_BATCH_OFF_LAST_OFFSET_DELTA);
+        int64_t last =
+            (int64_t)ck_get_u64(b) + (int32_t)ck_get_u32(b + CK_BATCH_OFF_LAST_OFFSET_DELTA);
         if (total < CK_BATCH_HEADER_SIZE)
             return CK_ECORRUPT;
         if (last >= upper)
@@ -201,8 +204,8 @@ int64_t ck_partition_read(ck_partition_t *p, int64_t offset, int64_t upper, size
 
 /* Searches segment s for the first record with timestamp >= ts among batches with base
  * below limit. CK_ENOENT if none (then *past_limit tells whether the limit was reached). */
-static int time_in_seg(ck_partition_t *p, ck__seg_t *s, int64_t ts, int64_t limit,
-                       int64_t *offset, int64_t *found_ts, bool *past_limit)
+static int time_in_seg(ck_partition_t *p, ck__seg_t *s, int64_t ts, int64_t limit, int64_t *offset,
+                       int64_t *found_ts, bool *past_limit)
 {
     /* Batches up to the last time entry below ts all have timestamps < ts. */
     size_t j = ck__tidx_first_ge(s, ts);

@@ -37,9 +37,10 @@ static int sweep_partition(ck_partition_t *p, int64_t now_ms)
     int64_t durable = ck_partition_durable_end(p);
     while (p->nsegs > 1 && p->segs[1]->base <= durable) {
         ck__seg_t *s = p->segs[0];
-        bool expired = p->cfg.retention_ms >= 0 && now_ms - seg_newest_ms(p, s) > p->cfg.retention_ms;
-        bool oversize = p->cfg.retention_bytes >= 0 &&
-                        p->size_bytes - s->size >= p->cfg.retention_bytes;
+        bool expired =
+            p->cfg.retention_ms >= 0 && now_ms - seg_newest_ms(p, s) > p->cfg.retention_ms;
+        bool oversize =
+            p->cfg.retention_bytes >= 0 && p->size_bytes - s->size >= p->cfg.retention_bytes;
         if (!expired && !oversize)
             break;
         CK_DEBUG("log", "%s: deleting segment %020" PRId64 " (%s)", p->name, s->base,

@@ -49,13 +49,15 @@
  *    a the index files are read; each keeps its longest well-formed prefix (whole
  *      entries, monotone, positions inside the .log), so a .log shorter than its index
  *      expects simply loses the entries past its end;
- *    b the scan starts at the offset-index entry at or below min(last offset entry, last
- *      time entry): by W2 everything before it is fsynced, and the last time entry's
- *      timestamp covers everything before it. No usable entry: start at position 0;
+ *    b the scan starts at the offset-index entry at or below the last time entry that is
+ *      itself at or below the last offset entry: by W2 everything before it is fsynced,
+ *      and that time entry's timestamp covers every batch before it. No usable entry:
+ *      start at position 0;
  *    c the batch at the start must check out, else the indexes are dropped (start at 0);
  *    d each batch must have a length >= 61 that fits in the file, magic 2, base offset ==
  *      previous batch's last offset + 1 (the segment's base for the first), and a valid
- *      CRC-32C over bytes 21..end. The first batch that fails ends the segment;
+ *      CRC-32C over bytes 21..end. The first batch that fails ends the segment (if that
+ *      is before the batch the time entry of b names, the segment is rescanned from 0);
  *    e the .log is truncated there and fdatasynced; index entries past the start are
  *      rebuilt, the index files rewritten and fdatasynced;
  *    f a checked segment that is not the last must end exactly at the next segment's
@@ -95,7 +97,8 @@ int ck__pwrite_all(int fd, const void *p, size_t n, int64_t off, bool hooked)
 {
     const uint8_t *b = p;
     while (n > 0) {
-        ssize_t w = hooked ? ck__log_io.io_pwrite(fd, b, n, (off_t)off) : pwrite(fd, b, n, (off_t)off);
+        ssize_t w =
+            hooked ? ck__log_io.io_pwrite(fd, b, n, (off_t)off) : pwrite(fd, b, n, (off_t)off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -378,7 +381,8 @@ void ck__seg_seal_time(ck__seg_t *s)
     if (s->size == 0 || s->last_batch_rel < 0)
         return;
     size_t n = s->tidx.n;
-    if (n > 0 && (s->max_ts <= ck__tidx_ts(s, n - 1) || ck__tidx_rel(s, n - 1) >= s->last_batch_rel))
+    if (n > 0 &&
+        (s->max_ts <= ck__tidx_ts(s, n - 1) || ck__tidx_rel(s, n - 1) >= s->last_batch_rel))
         return;
     uint8_t t[CK__TIDX_ESIZE];
     ck_put_u64(t, (uint64_t)s->max_ts);
@@ -428,6 +432,13 @@ int ck__index_write(ck__index_t *ix, size_t esize, const uint8_t *data, size_t u
     return 0;
 }
 
+int ck__index_write_own(ck__index_t *ix, size_t esize)
+{
+    if (ix->n <= ix->file_n)
+        return 0;
+    return ck__index_write(ix, esize, ix->data + ix->file_n * esize, ix->n);
+}
+
 /* Longest well-formed prefix of an offset index for a .log of fsize bytes. */
 static size_t oidx_valid_prefix(const ck__seg_t *s, int64_t fsize)
 {
@@ -463,8 +474,8 @@ static size_t tidx_valid_prefix(const ck__seg_t *s)
  * index entries. Stops at the end or at the first batch failing the checks (*bad = true).
  * With check_crc false only the header fields are checked (trusted, fsynced data).
  * Returns 0 or an I/O / allocation error. */
-static int scan_batches(ck__seg_t *s, ck__scan_t *sc, int64_t *pos, int64_t *expect,
-                        bool check_crc, bool *bad)
+static int scan_batches(ck__seg_t *s, ck__scan_t *sc, int64_t *pos, int64_t *expect, bool check_crc,
+                        bool *bad)
 {
     *bad = false;
     for (;;) {
@@ -481,8 +492,7 @@ static int scan_batches(ck__seg_t *s, ck__scan_t *sc, int64_t *pos, int64_t *exp
         int32_t lod = (int32_t)ck_get_u32(h + CK_BATCH_OFF_LAST_OFFSET_DELTA);
         int64_t rel = base - s->base;
         if (total < CK_BATCH_HEADER_SIZE || total > sc->limit - *pos ||
-            h[CK_BATCH_OFF_MAGIC] != 2 || base != *expect || lod < 0 ||
-            rel + lod > INT32_MAX) {
+            h[CK_BATCH_OFF_MAGIC] != 2 || base != *expect || lod < 0 || rel + lod > INT32_MAX) {
             *bad = true;
             return 0;
         }
@@ -495,8 +505,8 @@ static int scan_batches(ck__seg_t *s, ck__scan_t *sc, int64_t *pos, int64_t *exp
                 *bad = true;
                 return 0;
             }
-            uint32_t crc = ck_crc32c(0, b + CK_BATCH_OFF_ATTRIBUTES,
-                                     (size_t)total - CK_BATCH_OFF_ATTRIBUTES);
+            uint32_t crc =
+                ck_crc32c(0, b + CK_BATCH_OFF_ATTRIBUTES, (size_t)total - CK_BATCH_OFF_ATTRIBUTES);
             if (crc != ck_get_u32(b + CK_BATCH_OFF_CRC)) {
                 *bad = true;
                 return 0;
@@ -530,22 +540,27 @@ static int index_read_file(int dirfd, int64_t base, const char *ext, size_t esiz
 }
 
 /* Truncates an index file to the entries kept, then writes the rest and fdatasyncs.
- * Failures are logged: an index is rebuildable, the log does not depend on it. */
-static void index_rewrite_tail(ck__index_t *ix, size_t esize, size_t kept, const char *who,
-                               int64_t base, const char *ext)
+ * An index is rebuildable and the log does not depend on it, so a failure is logged and
+ * the file removed: stale entries must not outlive the bytes they described. */
+static void index_rewrite_tail(int dirfd, ck__index_t *ix, size_t esize, size_t kept,
+                               const char *who, int64_t base, const char *ext)
 {
     int rc = 0;
     if (ftruncate(ix->fd, (off_t)(kept * esize)) != 0)
         rc = ck__io_code(errno);
     ix->file_n = kept;
     if (!rc)
-        rc = ck__index_write(ix, esize, ix->data + kept * esize, ix->n);
+        rc = ck__index_write_own(ix, esize);
     if (!rc && ck__log_io.io_fdatasync(ix->fd) != 0)
         rc = ck__io_code(errno);
     if (rc) {
+        char name[CK__NAME_MAX];
+        ck__seg_name(name, base, ext);
         ix->write_failed = true;
-        CK_WARN("log", "%s: cannot write index %020" PRId64 "%s: %s (rebuilt at next open)", who,
-                base, ext, ck_strerror(rc));
+        index_close(ix);
+        unlinkat(dirfd, name, 0);
+        CK_WARN("log", "%s: cannot write index %s: %s (rebuilt at next open)", who, name,
+                ck_strerror(rc));
     }
 }
 
@@ -560,8 +575,9 @@ static bool batch_ok_at(ck__scan_t *sc, int64_t pos, int64_t expect)
     if (total < CK_BATCH_HEADER_SIZE || total > sc->limit - pos)
         return false;
     const uint8_t *b = ck__scan_get(sc, pos, (size_t)total, &err);
-    return b && ck_crc32c(0, b + CK_BATCH_OFF_ATTRIBUTES, (size_t)total - CK_BATCH_OFF_ATTRIBUTES) ==
-                    ck_get_u32(b + CK_BATCH_OFF_CRC);
+    return b &&
+           ck_crc32c(0, b + CK_BATCH_OFF_ATTRIBUTES, (size_t)total - CK_BATCH_OFF_ATTRIBUTES) ==
+               ck_get_u32(b + CK_BATCH_OFF_CRC);
 }
 
 int ck__seg_recover(int dirfd, ck__seg_t *s, int32_t interval, const char *who, int64_t *truncated)
@@ -603,8 +619,8 @@ int ck__seg_recover(int dirfd, ck__seg_t *s, int32_t interval, const char *who, 
         }
     }
     if (start > 0 && !batch_ok_at(&sc, start, s->base + start_rel)) {
-        CK_WARN("log", "%s: segment %020" PRId64 ": index does not match the log, rescanning",
-                who, s->base);
+        CK_WARN("log", "%s: segment %020" PRId64 ": index does not match the log, rescanning", who,
+                s->base);
         start = 0;
     }
     if (start > 0)
@@ -635,13 +651,15 @@ int ck__seg_recover(int dirfd, ck__seg_t *s, int32_t interval, const char *who, 
          * scan got past them (always so unless the fsynced part itself was damaged). */
         if (start == 0 || expect - 1 - s->base >= t_rel)
             break;
-        CK_WARN("log", "%s: segment %020" PRId64 ": damaged before its last index entry, rescanning",
-                who, s->base);
+        CK_WARN("log",
+                "%s: segment %020" PRId64 ": damaged before its last index entry, rescanning", who,
+                s->base);
         start = 0;
     }
     ck__scan_free(&sc);
     if (pos < fsize) {
-        CK_WARN("log", "%s: segment %020" PRId64 ": truncating %" PRId64
+        CK_WARN("log",
+                "%s: segment %020" PRId64 ": truncating %" PRId64
                 " bytes of torn or corrupt tail at position %" PRId64 " (offset %" PRId64 ")",
                 who, s->base, fsize - pos, pos, expect);
         if (ftruncate(s->fd, (off_t)pos) != 0) {
@@ -662,8 +680,8 @@ int ck__seg_recover(int dirfd, ck__seg_t *s, int32_t interval, const char *who, 
                  strerror(errno));
         return rc;
     }
-    index_rewrite_tail(&s->oidx, CK__OIDX_ESIZE, keep_o, who, s->base, ".index");
-    index_rewrite_tail(&s->tidx, CK__TIDX_ESIZE, keep_t, who, s->base, ".timeindex");
+    index_rewrite_tail(dirfd, &s->oidx, CK__OIDX_ESIZE, keep_o, who, s->base, ".index");
+    index_rewrite_tail(dirfd, &s->tidx, CK__TIDX_ESIZE, keep_t, who, s->base, ".timeindex");
     s->idx_ready = true;
     return 0;
 }
@@ -760,8 +778,10 @@ static int seg_rebuild(int dirfd, ck__seg_t *s, int32_t interval, const char *wh
         return rc;
     }
     if (bad || pos != s->size || expect != s->next)
-        CK_ERROR("log", "%s: sealed segment %020" PRId64 " is damaged at position %" PRId64
-                 " (offset %" PRId64 "); records past it are unreadable", who, s->base, pos, expect);
+        CK_ERROR("log",
+                 "%s: sealed segment %020" PRId64 " is damaged at position %" PRId64
+                 " (offset %" PRId64 "); records past it are unreadable",
+                 who, s->base, pos, expect);
     ck__seg_seal_time(s);
     if ((rc = index_write_file(dirfd, s->base, ".index", &s->oidx, CK__OIDX_ESIZE)) != 0 ||
         (rc = index_write_file(dirfd, s->base, ".timeindex", &s->tidx, CK__TIDX_ESIZE)) != 0)

@@ -352,7 +352,8 @@ CK_TEST(log_retention_by_time)
     del = ck_log_sweep(log, 1000000);
     CHECK(del > 0);
     CHECK_EQ(tl_count_files(tl_dir("data/" PART), ".log"), 1);
-    CHECK_EQ(ck_partition_size_bytes(p), tl_file_size(tl_seg_path(dir, PART, ck_partition_log_start(p), ".log")));
+    CHECK_EQ(ck_partition_size_bytes(p),
+             tl_file_size(tl_seg_path(dir, PART, ck_partition_log_start(p), ".log")));
     /* log_start survives a reopen (it is the first segment's base) */
     ls = ck_partition_log_start(p);
     ck_log_close(log);

@@ -61,7 +61,8 @@ static void expect_prefix(const char *dir, const ck_log_config_t *c, tl_model_t 
         int rc = ck_partition_max_timestamp(p, &o, &ts);
         if (rc)
             CK_FAIL("max_timestamp: %d (keep %zu)", rc, keep);
-        CHECK_EQ(ts, (int64_t)ck_get_u64(m->bytes.data + m->pos[keep - 1] + CK_BATCH_OFF_MAX_TIMESTAMP));
+        CHECK_EQ(
+            ts, (int64_t)ck_get_u64(m->bytes.data + m->pos[keep - 1] + CK_BATCH_OFF_MAX_TIMESTAMP));
     }
     CHECK_EQ(tl_append(p, m, 2, 30, 99999, 1, -1), end);
     tl_wait_durable(log, p);
@@ -79,7 +80,8 @@ CK_TEST(log_recover_torn_last_batch_every_byte)
     const char *ip = tl_seg_path(dir, PART, 0, ".index");
     const char *tp = tl_seg_path(dir, PART, 0, ".timeindex");
     size_t ln, in, tn;
-    uint8_t *lorig = tl_read_file(lp, &ln), *iorig = tl_read_file(ip, &in), *torig = tl_read_file(tp, &tn);
+    uint8_t *lorig = tl_read_file(lp, &ln), *iorig = tl_read_file(ip, &in),
+            *torig = tl_read_file(tp, &tn);
     CHECK_EQ(ln, m.bytes.len);
     CHECK(in > 0 && tn > 0);
     size_t last = m.n - 1, P = m.pos[last];
@@ -110,7 +112,8 @@ CK_TEST(log_recover_flipped_byte_in_last_batch)
     const char *ip = tl_seg_path(dir, PART, 0, ".index");
     const char *tp = tl_seg_path(dir, PART, 0, ".timeindex");
     size_t ln, in, tn;
-    uint8_t *lorig = tl_read_file(lp, &ln), *iorig = tl_read_file(ip, &in), *torig = tl_read_file(tp, &tn);
+    uint8_t *lorig = tl_read_file(lp, &ln), *iorig = tl_read_file(ip, &in),
+            *torig = tl_read_file(tp, &tn);
     size_t last = m.n - 1, P = m.pos[last];
     for (size_t at = P; at < ln; at++) {
         /* restore the index files as the clean close left them (a test append rewrote them) */
@@ -151,7 +154,8 @@ CK_TEST(log_recover_garbage_after_tail)
     const char *ip = tl_seg_path(dir, PART, 0, ".index");
     const char *tp = tl_seg_path(dir, PART, 0, ".timeindex");
     size_t ln, in, tn;
-    uint8_t *orig = tl_read_file(lp, &ln), *iorig = tl_read_file(ip, &in), *torig = tl_read_file(tp, &tn);
+    uint8_t *orig = tl_read_file(lp, &ln), *iorig = tl_read_file(ip, &in),
+            *torig = tl_read_file(tp, &tn);
     size_t last = m.n - 1;
     size_t lsz = ln - m.pos[last];
     int64_t next = m.last[last] + 1;
@@ -291,7 +295,8 @@ CK_TEST(log_recover_missing_and_damaged_indexes)
         verify_each(p, &mm, 0, end);
         int64_t o, ts;
         for (size_t i = 0; i < mm.n; i += 3) {
-            int64_t t0 = (int64_t)ck_get_u64(mm.bytes.data + mm.pos[i] + CK_BATCH_OFF_BASE_TIMESTAMP);
+            int64_t t0 =
+                (int64_t)ck_get_u64(mm.bytes.data + mm.pos[i] + CK_BATCH_OFF_BASE_TIMESTAMP);
             CHECK_EQ(ck_partition_offset_for_time(p, t0 + 1, &o, &ts), 0);
             CHECK_EQ(o, mm.base[i] + 1);
         }

@@ -50,7 +50,8 @@ size_t tl_batch(ck_wbuf_t *w, int nrec, int64_t ts0, int64_t dt, size_t vlen, ui
     CHECK_EQ(w->err, 0);
     size_t n = w->len - start;
     uint8_t *b = w->data + start;
-    ck_put_u32(b + CK_BATCH_OFF_CRC, ck_crc32c(0, b + CK_BATCH_OFF_ATTRIBUTES, n - CK_BATCH_OFF_ATTRIBUTES));
+    ck_put_u32(b + CK_BATCH_OFF_CRC,
+               ck_crc32c(0, b + CK_BATCH_OFF_ATTRIBUTES, n - CK_BATCH_OFF_ATTRIBUTES));
     ck_wbuf_free(&recs);
     ck_wbuf_free(&body);
     return n;
@@ -74,7 +75,8 @@ void tl_model_add(tl_model_t *m, const uint8_t *b, size_t len)
             m->pos = realloc(m->pos, m->cap * sizeof(*m->pos));
         }
         m->base[m->n] = (int64_t)ck_get_u64(b + off);
-        m->last[m->n] = m->base[m->n] + (int32_t)ck_get_u32(b + off + CK_BATCH_OFF_LAST_OFFSET_DELTA);
+        m->last[m->n] =
+            m->base[m->n] + (int32_t)ck_get_u32(b + off + CK_BATCH_OFF_LAST_OFFSET_DELTA);
         m->pos[m->n] = m->bytes.len;
         m->n++;
         ck_wr_bytes(&m->bytes, b + off, total);
@@ -113,8 +115,8 @@ void tl_model_free(tl_model_t *m)
     memset(m, 0, sizeof(*m));
 }
 
-int64_t tl_append(ck_partition_t *p, tl_model_t *m, int nrec, size_t vlen, int64_t ts0,
-                  int64_t dt, int64_t log_append_time)
+int64_t tl_append(ck_partition_t *p, tl_model_t *m, int nrec, size_t vlen, int64_t ts0, int64_t dt,
+                  int64_t log_append_time)
 {
     ck_wbuf_t w = CK_WBUF_INIT;
     tl_batch(&w, nrec, ts0, dt, vlen, (uint32_t)ck_partition_log_end(p));
@@ -194,7 +196,8 @@ int tl_verify(ck_partition_t *p, const tl_model_t *m, int64_t from, int64_t uppe
             size_t total = (size_t)ck_batch_total_size(out.data + o, (size_t)n - o);
             CHECK(o + total <= (size_t)n);
             CHECK(tl_crc_ok(out.data + o, total));
-            last = (int64_t)ck_get_u64(out.data + o) + (int32_t)ck_get_u32(out.data + o + CK_BATCH_OFF_LAST_OFFSET_DELTA);
+            last = (int64_t)ck_get_u64(out.data + o) +
+                   (int32_t)ck_get_u32(out.data + o + CK_BATCH_OFF_LAST_OFFSET_DELTA);
             o += total;
         }
         CHECK(last >= off);

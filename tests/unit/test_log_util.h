@@ -32,8 +32,8 @@ void tl_model_free(tl_model_t *m);
 void tl_model_cut(tl_model_t *m, size_t from);
 
 /* Builds a batch, appends it (checking the result) and records it in the model. */
-int64_t tl_append(ck_partition_t *p, tl_model_t *m, int nrec, size_t vlen, int64_t ts0,
-                  int64_t dt, int64_t log_append_time);
+int64_t tl_append(ck_partition_t *p, tl_model_t *m, int nrec, size_t vlen, int64_t ts0, int64_t dt,
+                  int64_t log_append_time);
 
 void tl_cfg(ck_log_config_t *c, int64_t segment_bytes, int32_t interval);
 ck_log_t *tl_open(const char *dir, int flush_ms);
@@ -42,7 +42,8 @@ ck_partition_t *tl_part(ck_log_t *log, const char *topic, int32_t id, const ck_l
 void tl_wait_durable(ck_log_t *log, ck_partition_t *p);
 /* Reads [from, upper) in reads of max_bytes, checking every byte against the model and
  * that offsets follow each other. Returns the number of reads. */
-int tl_verify(ck_partition_t *p, const tl_model_t *m, int64_t from, int64_t upper, size_t max_bytes);
+int tl_verify(ck_partition_t *p, const tl_model_t *m, int64_t from, int64_t upper,
+              size_t max_bytes);
 /* Number of durable-callback calls so far (tl_open installs the callback). */
 long tl_callbacks(void);
 

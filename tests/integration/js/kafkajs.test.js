@@ -302,7 +302,15 @@ test('deleteTopicRecords moves the low watermark', async () => {
   } finally {
     await producer.disconnect()
   }
-  await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '6' }] })
+  // kafkajs looks the partition leader up in its cached metadata before anything else, so
+  // the topic must be known to the admin client first (fetchTopicOffsets adds it)
+  const before = await admin.fetchTopicOffsets(topic)
+  assert.deepEqual(before.map(o => [o.low, o.high]), [['0', '10']])
+  try {
+    await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '6' }] })
+  } catch (e) {
+    throw new Error(`deleteTopicRecords: ${e.message}: ${JSON.stringify((e.partitions || []).map(p => ({ ...p, error: `${p.error}` })))}`)
+  }
   const [o] = await admin.fetchTopicOffsets(topic)
   assert.equal(o.low, '6')
   assert.equal(o.high, '10')
