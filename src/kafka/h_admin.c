@@ -133,15 +133,18 @@ int ck__h_create_topics(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r)
                 err = KERR_UNKNOWN_SERVER_ERROR;
         }
         ck_topic_t *t = NULL;
+        const char *why;
+        if (!err && !ck_topic_name_valid((const char *)qt->name.ptr, qt->name.len, &why)) {
+            err = KERR_INVALID_TOPIC_EXCEPTION;
+            snprintf(msg, sizeof(msg), "%s", why);
+        }
         if (!err) {
             char *name = ck__cstr(req, qt->name);
             int rc = ck_topics_create(b->topics, name, parts, &cfgs, rq.validate_only, msg, sizeof(msg), &t);
             if (rc == CK_EEXIST)
                 err = KERR_TOPIC_ALREADY_EXISTS;
-            else if (rc == CK_EINVAL && strstr(msg, "config"))
-                err = KERR_INVALID_CONFIG;
             else if (rc == CK_EINVAL)
-                err = KERR_INVALID_TOPIC_EXCEPTION;
+                err = KERR_INVALID_CONFIG; /* the name was checked above */
             else if (rc == CK_ERANGE)
                 err = KERR_INVALID_PARTITIONS;
             else if (rc)

@@ -232,6 +232,8 @@ static int16_t alter_topic(ck_broker_t *b, ck_kreq_t *req, int8_t rtype, ck_slic
         int op = incremental ? ents[i].op : (v ? OP_SET : OP_DELETE);
         err = apply_op(&cfg, t, k, v, op, msg, sizeof(msg));
     }
+    if (!err && ck_topic_cfg_check_set(&cfg, msg, sizeof(msg)) != 0)
+        err = KERR_INVALID_CONFIG;
     if (!err && !validate_only && ck_topics_set_configs(b->topics, t, &cfg) != 0) {
         err = KERR_KAFKA_STORAGE_ERROR;
         snprintf(msg, sizeof(msg), "Cannot store the topic's configs");

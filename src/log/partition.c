@@ -118,9 +118,18 @@ void ck__partition_fail(ck_partition_t *p, int err, const char *what)
 
 /* ---- accessors ---- */
 
-int64_t ck_partition_log_start(const ck_partition_t *p) { return p->log_start; }
-int64_t ck_partition_log_end(const ck_partition_t *p) { return p->log_end; }
-int64_t ck_partition_size_bytes(const ck_partition_t *p) { return p->size_bytes; }
+int64_t ck_partition_log_start(const ck_partition_t *p)
+{
+    return p->log_start;
+}
+int64_t ck_partition_log_end(const ck_partition_t *p)
+{
+    return p->log_end;
+}
+int64_t ck_partition_size_bytes(const ck_partition_t *p)
+{
+    return p->size_bytes;
+}
 
 int64_t ck_partition_durable_end(const ck_partition_t *p)
 {

@@ -91,7 +91,10 @@ ck__log_io_t ck__log_io = {pwrite, fdatasync, fsync};
 
 /* ---- small I/O helpers ---- */
 
-int ck__io_code(int e) { return (e == ENOSPC || e == EDQUOT) ? CK_ENOSPC : CK_EIO; }
+int ck__io_code(int e)
+{
+    return (e == ENOSPC || e == EDQUOT) ? CK_ENOSPC : CK_EIO;
+}
 
 int ck__pwrite_all(int fd, const void *p, size_t n, int64_t off, bool hooked)
 {
@@ -245,7 +248,10 @@ static void seg_free(ck__seg_t *s)
     ck_free(s);
 }
 
-void ck__seg_ref(ck__seg_t *s) { atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed); }
+void ck__seg_ref(ck__seg_t *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
 
 void ck__seg_unref(ck__seg_t *s)
 {

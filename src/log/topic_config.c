@@ -203,6 +203,25 @@ int ck_topic_cfg_validate(const char *key, const char *value, char *msg, int msg
     }
 }
 
+int ck_topic_cfg_check_set(const ck_kvs_t *cfg, char *msg, int msglen)
+{
+    const char *v = ck_kvs_get(cfg, "vector.enabled");
+    if (!v || strcasecmp(v, "true") != 0)
+        return 0;
+    if (ck_kvs_get(cfg, "vector.provider"))
+        return 0;
+    static const char *const server_providers[] = {"OPENAI_API_KEY", "CHRONIK_EMBEDDING_ENDPOINT",
+                                                   "CHRONIK_EMBEDDING_PROVIDER", NULL};
+    for (const char *const *e = server_providers; *e; e++) {
+        const char *x = getenv(*e);
+        if (x && *x)
+            return 0;
+    }
+    snprintf(msg, (size_t)msglen, "vector.enabled=true needs an embedding provider: set vector.provider "
+             "on the topic, or OPENAI_API_KEY, CHRONIK_EMBEDDING_ENDPOINT or CHRONIK_EMBEDDING_PROVIDER on the server");
+    return CK_EINVAL;
+}
+
 /* ---- key/value sets ---- */
 
 const char *ck_kvs_get(const ck_kvs_t *s, const char *key)

@@ -440,9 +440,10 @@ int ck_topics_create(ck_topics_t *ts, const char *name, int32_t partitions, cons
     for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
         if (*(const bool *)((const char *)&ts->defs + caps[i].off) && !ck_kvs_get(&t->configs, caps[i].k))
             ck_kvs_set(&t->configs, caps[i].k, "true");
-    if (validate_only) {
+    int crc = ck_topic_cfg_check_set(&t->configs, msg, msglen);
+    if (crc || validate_only) {
         topic_free(t);
-        return 0;
+        return crc;
     }
     if (getrandom(t->id, 16, 0) != 16) {
         for (int i = 0; i < 16; i++)

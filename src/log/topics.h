@@ -36,6 +36,12 @@ int ck_cfg_kafka_type(const ck_cfg_def_t *d);
  * writes a message into msg. Unknown keys are errors. */
 int ck_topic_cfg_validate(const char *key, const char *value, char *msg, int msglen);
 
+/* Checks rules between keys of a complete config set (canonical names), e.g. that
+ * vector.enabled=true has an embedding provider (on the topic or the server's
+ * OPENAI_API_KEY / CHRONIK_EMBEDDING_ENDPOINT / CHRONIK_EMBEDDING_PROVIDER). */
+struct ck_kvs;
+int ck_topic_cfg_check_set(const struct ck_kvs *cfg, char *msg, int msglen);
+
 /* A set of explicitly set config entries (key → value), in insertion order. */
 typedef struct ck_kv {
     char *key;

@@ -359,3 +359,101 @@ def test_raw_describe_cluster(server):
     bid, host, port, _rack = out["brokers"][0]
     assert (host, port) == (server.host, server.kafka_port)
     assert out["controller_id"] == bid
+
+
+# ------------------------------------------------------------------ topic config keys
+@pytest.mark.parametrize("key,value", [
+    ("retention.ms", "-1"),
+    ("retention.bytes", "1048576"),
+    ("segment.bytes", "16777216"),
+    ("segment.ms", "3600000"),
+    ("max.message.bytes", "2097152"),
+    ("message.timestamp.type", "LogAppendTime"),
+    ("cleanup.policy", "delete"),
+    ("columnar.enabled", "true"),
+    ("searchable", "true"),
+    ("searchable.enabled", "true"),
+    ("vector.enabled", "false"),
+])
+def test_topic_config_key_accepted_and_described(server, key, value):
+    t = unique_topic("ck-cfg")
+    create(server, t, 1, {key: value})
+    cfg = describe(server, t)
+    if key == "searchable.enabled":  # an alias of `searchable` (spec section 3): either name may be shown
+        assert value in (cfg.get(key), cfg.get("searchable")), cfg
+    else:
+        assert cfg.get(key) == value, cfg
+
+
+@pytest.mark.parametrize("key,value", [
+    ("retention.ms", "-2"),
+    ("retention.bytes", "lots"),
+    ("segment.bytes", "10"),          # below the minimum (14)
+    ("segment.ms", "x"),
+    ("message.timestamp.type", "createtime-ish"),
+    ("cleanup.policy", "compact"),
+    ("cleanup.policy", "delete,compact"),
+    ("columnar.enabled", "yes"),      # booleans must be exactly true/false
+    ("searchable", "1"),
+    ("vector.enabled", "maybe"),
+    ("definitely.not.a.config", "1"),
+])
+def test_topic_config_bad_value_invalid_config(server, key, value):
+    t = unique_topic("ck-badcfg")
+    a = ck_admin(server)
+    fs = a.create_topics([NewTopic(t, 1, 1, config={key: value})], request_timeout=15)
+    with pytest.raises(KafkaException) as ei:
+        fs[t].result(timeout=20)
+    assert ei.value.args[0].code() == KafkaError.INVALID_CONFIG, "%s=%s: %s" % (key, value, ei.value)
+    assert t not in list_topic_names(server)
+
+
+def test_live_tail_consumer_gets_new_records(server):
+    """A consumer waiting at the end of a partition receives records produced afterwards
+    (Fetch long-poll must be woken by new data, not only time out)."""
+    t = unique_topic("ck-tail")
+    create(server, t, 1)
+    p = mk_producer(server, acks="all")
+    produce_all(p, t, [{"value": b"old"}])
+    c = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "chronik-it-unused",
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 500})
+    try:
+        c.assign([TopicPartition(t, 0, 1)])   # start at the end (offset 1)
+        m = c.poll(1.0)
+        assert m is None or m.error(), "a record before anything was produced: %r" % (m.value(),)
+        got = []
+        for i in range(5):
+            t0 = time.monotonic()
+            produce_all(p, t, [{"value": b"new-%d" % i}])
+            deadline = t0 + 10
+            while time.monotonic() < deadline:
+                m = c.poll(0.2)
+                if m is not None and not m.error():
+                    got.append((m.offset(), m.value(), time.monotonic() - t0))
+                    break
+        assert [(o, v) for o, v, _ in got] == [(1 + i, b"new-%d" % i) for i in range(5)]
+        # each record arrives well within one long-poll cycle
+        assert max(d for _, _, d in got) < 5.0, got
+    finally:
+        c.close()
+
+
+def test_vector_enabled_without_provider_is_invalid(server):
+    """Spec section 3: vector.enabled=true fails with INVALID_CONFIG when neither the topic nor
+    the server has an embedding provider."""
+    import os
+    if any(os.environ.get(k) for k in ("OPENAI_API_KEY", "CHRONIK_EMBEDDING_ENDPOINT", "CHRONIK_EMBEDDING_PROVIDER")):
+        pytest.skip("an embedding provider is configured in the environment")
+    t = unique_topic("ck-vec")
+    a = ck_admin(server)
+    fs = a.create_topics([NewTopic(t, 1, 1, config={"vector.enabled": "true"})], request_timeout=15)
+    with pytest.raises(KafkaException) as ei:
+        fs[t].result(timeout=20)
+    assert ei.value.args[0].code() == KafkaError.INVALID_CONFIG
+
+
+def test_vector_enabled_with_topic_provider_is_accepted(server):
+    t2 = unique_topic("ck-vec-ok")
+    create(server, t2, 1, {"vector.enabled": "true", "vector.provider": "external",
+                           "vector.endpoint": "http://127.0.0.1:9/embed", "vector.dimensions": "8"})
+    assert describe(server, t2)["vector.enabled"] == "true"

@@ -50,7 +50,7 @@ CK_TEST(log_fault_fsync_failure)
 {
     ck__log_io.io_fdatasync = hook_fdatasync;
     const char *dir = tl_dir("data");
-    ck_log_t *log = tl_open(dir, 2);
+    ck_log_t *log = tl_open(dir, 600000); /* rounds only when asked */
     ck_log_config_t c;
     tl_cfg(&c, 4096, 256);
     ck_partition_t *p = tl_part(log, "t", 0, &c);
@@ -60,9 +60,9 @@ CK_TEST(log_fault_fsync_failure)
     tl_wait_durable(log, p);
     int64_t durable = ck_partition_durable_end(p);
     long cb = tl_callbacks();
-    atomic_store(&fail_fsync, 1);
     for (int i = 0; i < 20; i++) /* crosses a roll too */
         tl_append(p, &m, 2, 100, 1, 1, -1);
+    atomic_store(&fail_fsync, 1);
     for (int i = 0; i < 5000 && !ck_partition_error(p); i++) {
         ck_log_flush_now(log);
         usleep(1000);
@@ -131,7 +131,10 @@ CK_TEST(log_fault_short_write_leaves_nothing)
 }
 
 static char mnt_path[600];
-static void unmount_at_exit(void) { umount2(mnt_path, MNT_DETACH); }
+static void unmount_at_exit(void)
+{
+    umount2(mnt_path, MNT_DETACH);
+}
 
 /* A real full disk: a 64 KiB tmpfs. */
 CK_TEST(log_fault_disk_full_tmpfs)

@@ -1,7 +1,9 @@
 /* Recovery: damaged segment tails and index files written on purpose. After each
  * reopen exactly the intact prefix must remain, and appends continue at its end. */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -469,4 +471,82 @@ CK_TEST(log_recover_log_start_file)
     CHECK_EQ(tl_append(p, NULL, 1, 10, 1, 1, -1), end + 1000);
     ck_log_close(log);
     tl_model_free(&m);
+}
+
+/* The batch for base offset b: its shape and content depend on b only. */
+static void kill_batch(ck_wbuf_t *w, int64_t b)
+{
+    ck_wbuf_reset(w);
+    tl_batch(w, 1 + (int)(b % 3), 1000 + b, 1, 50 + (size_t)(b % 100), (uint32_t)b);
+    ck_put_u64(w->data, (uint64_t)b);
+    ck_put_u32(w->data + CK_BATCH_OFF_LEADER_EPOCH, 0);
+}
+
+/* kill -9 while appending: everything reported durable must come back intact (a killed
+ * process keeps its page cache, so this exercises recovery of an unclean stop: no final
+ * flush, index files behind, a stale recovery point, rolled segments mid-flush). */
+CK_TEST(log_recover_after_kill9)
+{
+    const char *dir = tl_dir("data");
+    ck_log_config_t c;
+    tl_cfg(&c, 8192, 256);
+    int64_t durable = 0;
+    for (int round = 0; round < 4; round++) {
+        int fds[2];
+        CHECK_EQ(pipe(fds), 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            close(fds[0]);
+            ck_log_t *log = tl_open(dir, 1);
+            ck_partition_t *p = tl_part(log, "t", 0, &c);
+            ck_wbuf_t w = CK_WBUF_INIT;
+            int64_t reported = -1;
+            for (;;) {
+                kill_batch(&w, ck_partition_log_end(p));
+                int64_t b, l;
+                if (ck_partition_append(p, w.data, w.len, -1, &b, &l) != 0)
+                    _exit(3);
+                int64_t d = ck_partition_durable_end(p);
+                if (d > reported && write(fds[1], &d, sizeof(d)) == (ssize_t)sizeof(d))
+                    reported = d;
+            }
+        }
+        close(fds[1]);
+        int64_t d, last = durable;
+        while (last < durable + 2000 + round * 1500 && read(fds[0], &d, sizeof(d)) == sizeof(d))
+            last = d;
+        kill(pid, SIGKILL);
+        int st;
+        waitpid(pid, &st, 0);
+        CHECK(WIFSIGNALED(st));
+        while (read(fds[0], &d, sizeof(d)) == sizeof(d))
+            last = d;
+        close(fds[0]);
+        CHECK(last >= durable);
+        durable = last;
+
+        ck_log_t *log = tl_open(dir, 1);
+        ck_partition_t *p = tl_part(log, "t", 0, &c);
+        int64_t end = ck_partition_log_end(p);
+        if (end < durable)
+            CK_FAIL("round %d: log_end %" PRId64 " < acknowledged %" PRId64, round, end, durable);
+        ck_wbuf_t out = CK_WBUF_INIT, w = CK_WBUF_INIT;
+        for (int64_t off = 0; off < end;) {
+            ck_wbuf_reset(&out);
+            int64_t n = ck_partition_read(p, off, end, 1, true, &out);
+            CHECK(n > 0);
+            kill_batch(&w, off);
+            CHECK_EQ((size_t)n, w.len);
+            CHECK_MEM(out.data, w.data, w.len);
+            off = (int64_t)ck_get_u64(out.data) +
+                  (int32_t)ck_get_u32(out.data + CK_BATCH_OFF_LAST_OFFSET_DELTA) + 1;
+        }
+        int64_t o, ts;
+        CHECK_EQ(ck_partition_offset_for_time(p, 1000 + end / 2, &o, &ts), 0);
+        CHECK(o <= end / 2 && o + 3 > end / 2);
+        ck_wbuf_free(&out);
+        ck_wbuf_free(&w);
+        ck_log_close(log);
+    }
 }

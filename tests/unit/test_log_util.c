@@ -145,7 +145,10 @@ static void count_cb(void *arg)
     (void)arg;
     atomic_fetch_add(&callbacks, 1);
 }
-long tl_callbacks(void) { return atomic_load(&callbacks); }
+long tl_callbacks(void)
+{
+    return atomic_load(&callbacks);
+}
 
 ck_log_t *tl_open(const char *dir, int flush_ms)
 {
