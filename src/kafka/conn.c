@@ -413,6 +413,19 @@ static void conn_io(ck_watch_t *w, int events)
             conn_read(c);
             return; /* conn_read flushes; c may be gone */
         }
+        if (c->read_paused && !c->peer_closed) {
+            /* not reading, yet woken: a hang-up or error (level-triggered, so it would
+             * wake us again and again); find out which without consuming data */
+            char b;
+            ssize_t n = recv(c->watch.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n == 0) {
+                c->peer_closed = true;
+                c->closing = true;
+            } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                conn_close(c, "socket error");
+                return;
+            }
+        }
     }
     if (events & CK_EV_WRITE)
         conn_flush(c);

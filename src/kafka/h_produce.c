@@ -4,6 +4,7 @@
  * Nothing but validation and the append happens here: parsing of values, indexing and
  * so on belong to the indexer (ARCHITECTURE.md, principle 2). */
 #include <stdio.h>
+#include <string.h>
 
 #include "core/clock.h"
 #include "core/logging.h"
@@ -17,7 +18,7 @@ typedef __typeof__(((ck_kafka_produce_response_t *)0)->responses.items[0].partit
 
 /* One partition that waits for its data to become durable. */
 typedef struct pending {
-    ck_topic_t *topic; /* re-checked against the registry before use */
+    uint8_t topic_id[16]; /* the topic may be deleted (and re-created) while we wait */
     char *topic_name;
     int32_t partition;
     int64_t last_offset;
@@ -33,7 +34,7 @@ typedef struct produce_state {
 static ck_partition_t *lookup(ck_broker_t *b, pending_t *p)
 {
     ck_topic_t *t = ck_topics_get(b->topics, p->topic_name, -1);
-    if (!t || t != p->topic || p->partition >= t->npart)
+    if (!t || memcmp(t->id, p->topic_id, 16) != 0 || p->partition >= t->npart)
         return NULL;
     return t->parts[p->partition];
 }
@@ -198,7 +199,7 @@ int ck__h_produce(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r)
             pr->error_code = append_partition(b, req, t, pd->index, pd->records, pr, &last);
             if (pr->error_code == 0) {
                 pending_t *p = &st->pend[st->npend++];
-                p->topic = t;
+                memcpy(p->topic_id, t->id, 16);
                 p->topic_name = t->name; /* valid while the topic exists; lookup() checks */
                 p->partition = pd->index;
                 p->last_offset = last;
