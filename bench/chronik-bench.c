@@ -11,7 +11,8 @@
  * record carries its send time (CLOCK_MONOTONIC, ns) as librdkafka's per-message opaque;
  * the delivery report turns it into a latency sample, so latency = produce() call to
  * delivery report, queueing in the client included. Delivery reports are served by a
- * dedicated thread so that a sleeping (paced) producer does not delay them.
+ * dedicated thread so that a sleeping (paced) producer does not delay them, then, once
+ * that thread has stopped, by the final flush().
  * Throughput is delivered records over first produce() .. last delivery report.
  *
  * consume reads --count records from the beginning of every partition of the topic
@@ -37,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +56,17 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* CPU time (user + system) this process has used, in seconds: with the elapsed time it
+ * tells whether the client, rather than the broker, was the bottleneck. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static void sleep_until_ns(int64_t t)
@@ -406,6 +419,7 @@ static int run_produce(const opts_t *o)
     }
 
     double dur = o->duration_s > 0 ? o->duration_s : BENCH_MAX_RUN_S;
+    double cpu0 = cpu_seconds();
     int64_t start = now_ns();
     int64_t end_by = start + (int64_t)(dur * 1e9);
     int64_t gap_ns = o->rate > 0 ? (int64_t)(1e9 / o->rate) : 0;
@@ -439,11 +453,14 @@ static int run_produce(const opts_t *o)
         usleep(200); /* the poller drains delivery reports meanwhile */
     }
     int64_t produce_end = now_ns();
-    rd_kafka_resp_err_t ferr = rd_kafka_flush(rk, BENCH_FLUSH_MS);
+    /* flush() serves delivery reports itself: stop the poller first so that the
+     * histogram keeps a single writer. */
     atomic_store(&st.stop_poller, true);
     pthread_join(poller, NULL);
+    rd_kafka_resp_err_t ferr = rd_kafka_flush(rk, BENCH_FLUSH_MS);
     rd_kafka_poll(rk, 0);
 
+    double cpu = cpu_seconds() - cpu0;
     int64_t delivered = atomic_load(&st.delivered);
     int64_t failed = atomic_load(&st.failed);
     int64_t last = atomic_load(&st.last_dr_ns);
@@ -469,6 +486,8 @@ static int run_produce(const opts_t *o)
                failed ? rd_kafka_err2str((rd_kafka_resp_err_t)atomic_load(&st.first_err))
                       : "-",
                elapsed, mps, mbps);
+        printf("  client CPU %.2f s (%.0f%% of one core)\n", cpu,
+               elapsed > 0 ? 100 * cpu / elapsed : 0);
         printf("  latency ms: avg %.3f p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f\n", avg_ms,
                ms[0], ms[1], ms[2], ms[3], ms[4]);
     }
@@ -476,10 +495,10 @@ static int run_produce(const opts_t *o)
            "compression=%s partitions=%d target_rate=%.0f produced=%" PRId64
            " delivered=%" PRId64 " failed=%" PRId64 " queue_full=%" PRId64
            " elapsed_s=%.3f msgs_per_s=%.0f mb_per_s=%.2f avg_ms=%.3f p50_ms=%.3f "
-           "p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f status=%s\n",
+           "p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f client_cpu_s=%.2f status=%s\n",
            o->topic, o->size, o->acks, o->linger_ms, o->batch_size, o->compression, nparts,
            o->rate, produced, delivered, failed, queue_full, elapsed, mps, mbps, avg_ms, ms[0],
-           ms[1], ms[2], ms[3], ms[4], status);
+           ms[1], ms[2], ms[3], ms[4], cpu, status);
     fflush(stdout);
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
@@ -524,6 +543,7 @@ static int run_consume(const opts_t *o)
     rd_kafka_topic_partition_list_t *tpl = rd_kafka_topic_partition_list_new(nparts);
     for (int i = 0; i < nparts; i++)
         rd_kafka_topic_partition_list_add(tpl, o->topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    double cpu0 = cpu_seconds();
     int64_t t_assign = now_ns();
     rd_kafka_resp_err_t e = rd_kafka_assign(rk, tpl);
     rd_kafka_topic_partition_list_destroy(tpl);
@@ -560,6 +580,7 @@ static int run_consume(const opts_t *o)
             last = t;
     }
     free(msgs);
+    double cpu = cpu_seconds() - cpu0;
     double elapsed = first && last > first ? (double)(last - first) / 1e9 : 0;
     double since_assign = last ? (double)(last - t_assign) / 1e9 : 0;
     double mps = elapsed > 0 ? (double)got / elapsed : 0;
@@ -572,11 +593,13 @@ static int run_consume(const opts_t *o)
         printf("  %.2f s from first to last record (%.2f s from assign): %.0f msg/s, "
                "%.1f MB/s\n",
                elapsed, since_assign, mps, mbps);
+        printf("  client CPU %.2f s (%.0f%% of one core)\n", cpu,
+               since_assign > 0 ? 100 * cpu / since_assign : 0);
     }
     printf("RESULT mode=consume topic=%s partitions=%d count=%" PRId64 " consumed=%" PRId64
            " bytes=%" PRId64 " errors=%" PRId64 " elapsed_s=%.3f since_assign_s=%.3f "
-           "msgs_per_s=%.0f mb_per_s=%.2f status=%s\n",
-           o->topic, nparts, o->count, got, bytes, errors, elapsed, since_assign, mps, mbps,
+           "msgs_per_s=%.0f mb_per_s=%.2f client_cpu_s=%.2f status=%s\n",
+           o->topic, nparts, o->count, got, bytes, errors, elapsed, since_assign, mps, mbps, cpu,
            status);
     fflush(stdout);
     rd_kafka_queue_destroy(q);

@@ -120,15 +120,30 @@ start_server() {
     exit 1
 }
 
-# run LABEL TIMEOUT_S COMMAND...: runs a bench tool, keeps its RESULT line under LABEL.
+# CPU seconds (user + system) the server has used so far, or "" when it is not running.
+server_cpu() {
+    [ -n "$server_pid" ] && [ -r "/proc/$server_pid/stat" ] || return 0
+    # fields 14 and 15 after the ")" that ends the command name
+    sed 's/.*) //' "/proc/$server_pid/stat" | awk -v hz="$(getconf CLK_TCK)" \
+        '{ printf "%.2f", ($12 + $13) / hz }'
+}
+
+# run LABEL TIMEOUT_S COMMAND...: runs a bench tool, keeps its RESULT line under LABEL,
+# and the broker's CPU seconds during it under srv-LABEL.
 run() {
     local label=$1 limit=$2
     shift 2
     local out=$work/$label.out
     echo "${*#$build/}" | sed "s|$work|<run>|g" >>"$commands"
+    local cpu0 cpu1
+    cpu0=$(server_cpu)
     if ! timeout --signal=KILL "$limit" "$@" >"$out" 2>"$work/$label.err"; then
         log "$label failed (see $work/$label.err)"
         tail -n 5 "$work/$label.err" >&2 || true
+    fi
+    cpu1=$(server_cpu)
+    if [ -n "$cpu0" ] && [ -n "$cpu1" ]; then
+        echo "srv-$label RESULT cpu_s=$("$PY" -c "print('%.2f' % ($cpu1 - $cpu0))")" >>"$results"
     fi
     grep -v '^RESULT ' "$out" >&2 || true
     local line
@@ -274,6 +289,14 @@ try:
 except ValueError:
     print("n/a")' "$1" "$2" "$3"
 }
+cpu() { # cpu LABEL [ELAPSED_KEY]: "0.93 / 0.85 cores" (CPU seconds over elapsed seconds)
+    "$PY" -c 'import sys
+try:
+    el = float(sys.argv[3])
+    print("%.2f / %.2f cores" % (float(sys.argv[1]) / el, float(sys.argv[2]) / el))
+except (ValueError, ZeroDivisionError):
+    print("n/a")' "$(f "srv-$1" cpu_s)" "$(f "$1" client_cpu_s)" "$(f "$1" "${2:-elapsed_s}")"
+}
 interval() { case $1 in low) echo 2 ;; medium) echo 10 ;; high) echo 50 ;; ultra) echo 100 ;; esac; }
 
 report=$work/report.md
@@ -283,8 +306,8 @@ report=$work/report.md
     echo "Machine: $(cat "$work/machine.txt"). Producer: one librdkafka producer, linger.ms=5,"
     echo "batch.size=1000000, no compression, $PARTS partitions, ${SECS} s per run."
     echo
-    echo "| Figure | Value | Baseline measured just before | Ratio | Target | Met |"
-    echo "|---|---|---|---|---|---|"
+    echo "| Figure | Value | Baseline measured just before | Ratio | Target | Met | CPU broker / client |"
+    echo "|---|---|---|---|---|---|---|"
     for profile in low medium; do
         for size in 256 1024; do
             for acks in 1 all; do
@@ -313,7 +336,7 @@ report=$work/report.md
                 [ "$acks" = 1 ] || r="$r (1 MiB: $(ratio "$mbs" "$(f "b-$l-1m" mb_per_s)"))"
                 echo "| produce $size B acks=$acks, WAL $profile | $mps msg/s, $mbs MB/s" \
                      "(p50 $(f "$l" p50_ms) ms, p99 $(f "$l" p99_ms) ms) | $bl |" \
-                     "$r | $tgt | $met |"
+                     "$r | $tgt | $met | $(cpu "$l") |"
             done
         done
     done
@@ -324,18 +347,21 @@ report=$work/report.md
          "max $(f lat-low max_ms) ms; achieved $(f lat-low msgs_per_s) msg/s |" \
          "fdatasync p50 $(f b-lat-low fsync_p50_ms) ms, p99 $(f b-lat-low fsync_p99_ms) ms |" \
          "p99 / fsync p99: $(ratio "$p99" "$(f b-lat-low fsync_p99_ms)") |" \
-         "p99 <= $iv + 5 ms | $(cmp "$p99" "<=" $((iv + 5))) |"
+         "p99 <= $iv + 5 ms | $(cmp "$p99" "<=" $((iv + 5))) | $(cpu lat-low) |"
     cmb=$(f consume mb_per_s)
     cbase=$(f b-consume mb_per_s)
     echo "| consume 1 KiB records (page cache), WAL medium, $(f consume consumed) records |" \
          "$(f consume msgs_per_s) msg/s, $cmb MB/s | loopback TCP $cbase MB/s |" \
-         "$(ratio "$cmb" "$cbase") | >= 1000 MB/s | $(cmp "$cmb" ">=" 1000) |"
+         "$(ratio "$cmb" "$cbase") | >= 1000 MB/s | $(cmp "$cmb" ">=" 1000) |" \
+         "$(cpu consume since_assign_s) |"
     echo "| broker peak RSS (VmHWM), 100 partitions, 1 KiB acks=1 at max rate" \
          "($(f rss msgs_per_s) msg/s) | ${rss_hwm:-n/a} MiB (RSS idle ${rss_before:-?} MiB," \
-         "after ${rss_after:-?} MiB) | - | - | <= 256 MiB | $(cmp "${rss_hwm:-n/a}" "<=" 256) |"
+         "after ${rss_after:-?} MiB) | - | - | <= 256 MiB | $(cmp "${rss_hwm:-n/a}" "<=" 256) |" \
+         "$(cpu rss) |"
     echo
     echo "Peak RSS of the throughput servers (VmHWM, MiB): $(tr '\n' ' ' <"$work/hwm.txt")."
     echo "Latencies of max-rate runs include queueing in the producer; see the half-rate row."
+    echo "CPU: CPU-seconds used during the run over its elapsed seconds (2 cores in all)."
     if [ -s "$work/notes.txt" ]; then
         echo
         echo "Notes: $(tr '\n' ';' <"$work/notes.txt")"

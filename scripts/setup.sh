@@ -41,6 +41,10 @@ PKGS=(
 # Optional: a missing one only gives a warning (tests that need it skip with a reason).
 OPTIONAL_PKGS=(python3-snappy python3-lz4 python3-zstandard python3-pytest-timeout)
 
+# The stamp is keyed on the list above only: nodejs/npm below depend on what is installed
+# right now, so including them would make the first rerun after installing node miss it.
+STAMP_PKGS=("${PKGS[@]}")
+
 # nodejs/npm only when the commands are missing (a NodeSource nodejs ships its own npm;
 # Debian's npm package would conflict with it).
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
@@ -58,7 +62,7 @@ is_optional() { local p; for p in "${OPTIONAL_PKGS[@]}"; do [ "$p" = "$1" ] && r
 STAMP_DIR="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/chronik"
 STAMP="$STAMP_DIR/setup.stamp"
 stamp_key() {
-  { printf '%s\n' "${PKGS[@]}"; cat "$JS_DIR/package.json" 2>/dev/null; cat "$0"; } | sha256sum | cut -d' ' -f1
+  { printf '%s\n' "${STAMP_PKGS[@]}"; cat "$JS_DIR/package.json" 2>/dev/null; cat "$0"; } | sha256sum | cut -d' ' -f1
 }
 
 # Prints the names (without versions) of packages that are not installed.

@@ -568,9 +568,10 @@ int ck_broker_listen(ck_broker_t *b, const char *host, int port, int *bound_port
         return rc;
     }
     b->nlisteners++;
-    b->bound_port = ck_sock_port(fd);
+    if (b->nlisteners == 1)
+        b->bound_port = ck_sock_port(fd); /* the port advertised when none is set */
     if (bound_port)
-        *bound_port = b->bound_port;
+        *bound_port = ck_sock_port(fd);
     return 0;
 }
 

@@ -33,6 +33,9 @@ int ck_sock_listen(const char *host, int port, int backlog, const char **msg)
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        /* IPv6 sockets serve IPv6 only, so "::" and "0.0.0.0" can share a port */
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0)
             break;
         err = errno;

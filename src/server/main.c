@@ -173,6 +173,12 @@ static int run(server_t *s)
         return 1;
     }
 
+    if (!strcmp(c->bind, "0.0.0.0")) {
+        /* the wildcard bind serves IPv6 clients too ("localhost" may resolve to ::1 first) */
+        const char *m6 = "";
+        if (ck_broker_listen(s->broker, "::", port, NULL, &m6) != 0)
+            CK_DEBUG("server", "no IPv6 listener: %s", m6);
+    }
     if (c->metrics_port) {
         rc = ck_metrics_start(s->loop, c->bind, c->metrics_port, s->broker, s->topics, &s->metrics, &msg);
         if (rc) {
