@@ -219,7 +219,8 @@ for profile in low medium; do
                [ "${BENCH_PERF:-0}" = 1 ] && command -v perf >/dev/null; then
                 # Samples the broker for most of the run (software clock: VMs often lack
                 # hardware counters); perf report -i <run>/perf.data reads it.
-                perf record -e cpu-clock -F 999 -g -o "$work/perf.data" -p "$server_pid" \
+                perf record -e cpu-clock -F 499 --call-graph dwarf,8192 -o "$work/perf.data" \
+                    -p "$server_pid" \
                     -- sleep $((SECS > 3 ? SECS - 2 : 1)) >"$work/perf.log" 2>&1 &
                 perf_pid=$!
             fi

@@ -300,7 +300,7 @@ int ck_batch_iter_init_max(ck_batch_iter_t *it, const uint8_t *batch, size_t n,
         rlen = scratch->len;
     }
     it->rp = rp;
-    it->rend = rp + rlen;
+    it->rend = rlen ? rp + rlen : rp; /* rp may be NULL when nothing was decompressed */
     it->left = it->hdr.record_count;
     it->err = 0;
     return 0;
