@@ -967,7 +967,7 @@ class Gen:
         if k in PRIMS:
             return PRIMS[k][3].format(x=x) + ";"
         nul = "false" if elem else cbool(vcond(f.nullable, ctx))
-        fn = "ck__kwr_string" if k == "string" else "ck__kwr_bytes"
+        fn = {"string": "ck__kwr_string", "records": "ck__kwr_records"}.get(k, "ck__kwr_bytes")
         return "%s(w, %s, %s, %s);" % (fn, cbool(flexc), nul, x)
 
     def emit_write_field(self, o, f, ctx, ind, tagged=False):

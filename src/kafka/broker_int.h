@@ -21,6 +21,13 @@ enum ck_hres {
 
 typedef int (*ck_kreq_resume_fn)(ck_broker_t *b, ck_kreq_t *req, bool timed_out);
 
+/* Bytes of the reply that are not in req->resp: they go out right after resp[at]. */
+typedef struct ck_kcut {
+    size_t at;
+    const uint8_t *ptr;
+    size_t len;
+} ck_kcut_t;
+
 struct ck_kreq {
     ck_kconn_t *conn;     /* NULL once the connection went away (the request is orphaned) */
     ck_kreq_t *next;      /* connection queue, in arrival order */
@@ -30,8 +37,12 @@ struct ck_kreq {
     uint8_t *frame;       /* owned request bytes (size prefix excluded) */
     size_t frame_len;
     ck_arena_t arena;     /* decoded request and handler scratch */
-    ck_wbuf_t resp;       /* [size][response header][body] */
-    size_t resp_sent;
+    ck_wbuf_t resp;       /* [size][response header][body], less the cuts */
+    ck_kcut_t *cuts;      /* records sent by reference, in order of `at` */
+    int ncuts, cuts_cap;
+    size_t cut_bytes;     /* sum of the cuts' lengths */
+    ck_wbuf_t data;       /* owns the bytes the cuts point into */
+    size_t resp_sent;     /* bytes of the whole reply written so far */
     bool done, noresp;
     /* deferred requests */
     ck_kreq_resume_fn resume;
@@ -45,8 +56,10 @@ struct ck_kconn {
     ck_broker_t *b;
     ck_watch_t watch;
     ck_kconn_t *next, *prev;
-    uint8_t *rbuf;
-    size_t rlen, rcap;
+    uint8_t *rbuf;        /* READ_CHUNK bytes: small frames are cut from here */
+    size_t rlen;
+    uint8_t *big;         /* a frame larger than rbuf, read into directly */
+    size_t big_len, big_got;
     ck_kreq_t *q_head, *q_tail;
     int q_len;
     size_t pending_bytes;
@@ -73,7 +86,8 @@ struct ck_broker {
     ck_timer_t sweep_timer;
     bool accepting;
     int inflight;
-    ck_wbuf_t scratch;
+    ck_wbuf_t scratch; /* fetch read buffer, reused */
+    ck_wbuf_t spare;   /* a large reply buffer kept for the next large reply */
     /* incremental fetch sessions (KIP-227) */
     struct ck_fetch_session *sessions;
     int32_t next_session_id;
@@ -83,6 +97,12 @@ struct ck_broker {
 
 /* Marks req complete (response in req->resp) and writes out what is ready. */
 void ck__kreq_finish(ck_broker_t *b, ck_kreq_t *req);
+/* The whole reply's length: resp plus the records sent by reference. */
+static inline size_t ck__kreq_len(const ck_kreq_t *r) { return r->resp.len + r->cut_bytes; }
+/* While on, records fields encoded on this thread become cuts of req instead of copies. */
+void ck__kreq_records_by_reference(ck_kreq_t *req, bool on);
+/* Makes room for n more bytes in req->resp, reusing the broker's spare large buffer. */
+void ck__kreq_reserve(ck_broker_t *b, ck_kreq_t *req, size_t n);
 /* Parks req until resume() returns CK_H_DONE; deadline_ms < 0 = no timeout. */
 void ck__kreq_wait(ck_broker_t *b, ck_kreq_t *req, ck_kreq_resume_fn resume, int64_t deadline_ms);
 /* Runs every parked request's resume (after an append or a flush). */

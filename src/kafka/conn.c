@@ -22,6 +22,7 @@
 
 #define READ_CHUNK 65536
 #define MAX_QUEUED_REQUESTS 1024
+#define IOV_MAX_BATCH 64
 
 static void conn_io(ck_watch_t *w, int events);
 static void conn_close(ck_kconn_t *c, const char *why);
@@ -39,12 +40,96 @@ void ck_broker_config_default(ck_broker_config_t *c)
     c->max_conn_pending_bytes = 64 << 20;
 }
 
-static void req_free(ck_kreq_t *r)
+/* Large reply buffers (fetch) are kept for the next large reply: their pages stay mapped,
+ * so the next reply is not paid for in page faults. */
+#define SPARE_MIN ((size_t)1 << 20)
+#define SPARE_MAX ((size_t)128 << 20)
+
+static void req_free(ck_broker_t *b, ck_kreq_t *r)
 {
     ck_free(r->frame);
     ck_arena_free(&r->arena);
-    ck_wbuf_free(&r->resp);
+    ck_free(r->cuts);
+    /* a fetch's read buffer goes back to the broker for the next fetch */
+    if (r->data.cap && r->data.cap <= SPARE_MAX && r->data.cap > b->scratch.cap) {
+        ck_wbuf_free(&b->scratch);
+        b->scratch = r->data;
+        ck_wbuf_reset(&b->scratch);
+    } else {
+        ck_wbuf_free(&r->data);
+    }
+    if (r->resp.cap >= SPARE_MIN && r->resp.cap <= SPARE_MAX && r->resp.cap > b->spare.cap) {
+        ck_wbuf_free(&b->spare);
+        b->spare = r->resp;
+        ck_wbuf_reset(&b->spare);
+    } else {
+        ck_wbuf_free(&r->resp);
+    }
     ck_free(r);
+}
+
+/* Fills iov with the not yet sent part of r's reply: the reply buffer, interleaved with
+ * the records the cuts refer to. Returns the number of entries used (<= max). */
+static int req_iov(const ck_kreq_t *r, struct iovec *iov, int max)
+{
+    size_t skip = r->resp_sent, at = 0;
+    int n = 0;
+    for (int i = 0; i <= r->ncuts && n < max; i++) {
+        size_t end = i < r->ncuts ? r->cuts[i].at : r->resp.len;
+        const uint8_t *parts[2] = {r->resp.data + at, i < r->ncuts ? r->cuts[i].ptr : NULL};
+        size_t lens[2] = {end - at, i < r->ncuts ? r->cuts[i].len : 0};
+        for (int k = 0; k < 2 && n < max; k++) {
+            if (skip >= lens[k]) {
+                skip -= lens[k];
+                continue;
+            }
+            iov[n].iov_base = (void *)(parts[k] + skip);
+            iov[n].iov_len = lens[k] - skip;
+            skip = 0;
+            n++;
+        }
+        at = end;
+    }
+    return n;
+}
+
+static void records_sink(void *arg, ck_wbuf_t *w, ck_slice_t s)
+{
+    ck_kreq_t *r = arg;
+    if (r->ncuts == r->cuts_cap) {
+        int cap = r->cuts_cap ? r->cuts_cap * 2 : 16;
+        ck_kcut_t *nc = ck_realloc(r->cuts, (size_t)cap * sizeof(*nc));
+        if (!nc) {
+            w->err = CK_ENOMEM;
+            return;
+        }
+        r->cuts = nc;
+        r->cuts_cap = cap;
+    }
+    r->cuts[r->ncuts++] = (ck_kcut_t){w->len, s.ptr, (size_t)s.len};
+    r->cut_bytes += (size_t)s.len;
+}
+
+void ck__kreq_records_by_reference(ck_kreq_t *r, bool on)
+{
+    ck__records_sink = on ? records_sink : NULL;
+    ck__records_sink_arg = on ? r : NULL;
+}
+
+void ck__kreq_reserve(ck_broker_t *b, ck_kreq_t *r, size_t n)
+{
+    if (r->resp.cap - r->resp.len >= n)
+        return;
+    if (b->spare.cap >= r->resp.len + n) {
+        ck_wbuf_t w = b->spare;
+        b->spare = CK_WBUF_INIT;
+        ck_wbuf_reset(&w);
+        ck_wr_bytes(&w, r->resp.data, r->resp.len); /* the response header so far */
+        ck_wbuf_free(&r->resp);
+        r->resp = w;
+        return;
+    }
+    ck_wbuf_reserve(&r->resp, n);
 }
 
 /* ---- parked requests ---- */
@@ -141,18 +226,16 @@ static int conn_flush(ck_kconn_t *c)
             c->q_len--;
             c->pending_bytes -= r->frame_len;
             b->inflight--;
-            req_free(r);
+            req_free(b, r);
         }
         if (!c->q_head || !c->q_head->done)
             break;
-        struct iovec iov[64];
+        struct iovec iov[IOV_MAX_BATCH];
         int n = 0;
-        for (ck_kreq_t *r = c->q_head; r && r->done && n < 64; r = r->next) {
+        for (ck_kreq_t *r = c->q_head; r && r->done && n < IOV_MAX_BATCH; r = r->next) {
             if (r->noresp)
                 break;
-            iov[n].iov_base = r->resp.data + r->resp_sent;
-            iov[n].iov_len = r->resp.len - r->resp_sent;
-            n++;
+            n += req_iov(r, iov + n, IOV_MAX_BATCH - n);
         }
         if (n == 0)
             continue;
@@ -167,7 +250,7 @@ static int conn_flush(ck_kconn_t *c)
         size_t left = (size_t)w;
         while (left && c->q_head) {
             ck_kreq_t *r = c->q_head;
-            size_t rem = r->resp.len - r->resp_sent;
+            size_t rem = ck__kreq_len(r) - r->resp_sent;
             if (left < rem) {
                 r->resp_sent += left;
                 left = 0;
@@ -178,9 +261,9 @@ static int conn_flush(ck_kconn_t *c)
             if (!c->q_head)
                 c->q_tail = NULL;
             c->q_len--;
-            c->pending_bytes -= r->frame_len + r->resp.len;
+            c->pending_bytes -= r->frame_len + ck__kreq_len(r);
             b->inflight--;
-            req_free(r);
+            req_free(b, r);
         }
         if (c->q_head && c->q_head->done && c->q_head->resp_sent > 0)
             break; /* partial write: wait for EPOLLOUT */
@@ -201,17 +284,17 @@ void ck__kreq_finish(ck_broker_t *b, ck_kreq_t *r)
     r->done = true;
     if (!r->noresp) {
         /* patch the size prefix */
-        ck_put_u32(r->resp.data, (uint32_t)(r->resp.len - 4));
+        ck_put_u32(r->resp.data, (uint32_t)(ck__kreq_len(r) - 4));
     }
     ck_kconn_t *c = r->conn;
     if (!c) {
         /* orphaned: the connection is gone */
         b->inflight--;
-        req_free(r);
+        req_free(b, r);
         return;
     }
     if (!r->noresp)
-        c->pending_bytes += r->resp.len;
+        c->pending_bytes += ck__kreq_len(r);
     if (c->q_head == r || (c->q_head && c->q_head->done))
         conn_flush(c);
 }
@@ -283,9 +366,9 @@ static void dispatch(ck_kconn_t *c, ck_kreq_t *r)
         break;
     }
     if (r->done && !r->noresp)
-        ck_put_u32(r->resp.data, (uint32_t)(r->resp.len - 4));
+        ck_put_u32(r->resp.data, (uint32_t)(ck__kreq_len(r) - 4));
     if (r->done && !r->noresp)
-        c->pending_bytes += r->resp.len;
+        c->pending_bytes += ck__kreq_len(r);
 }
 
 /* Takes ownership of frame. */
@@ -312,27 +395,60 @@ static void enqueue(ck_kconn_t *c, uint8_t *frame, size_t len)
     dispatch(c, r);
 }
 
+/* Cuts the complete small frames out of rbuf; a frame too large for rbuf moves to its own
+ * buffer (c->big), which later reads fill directly. Returns -1 if c was closed. */
+static int conn_cut_frames(ck_kconn_t *c)
+{
+    ck_broker_t *b = c->b;
+    size_t off = 0;
+    while (c->rlen - off >= 4 && !c->closing) {
+        int32_t size = (int32_t)ck_get_u32(c->rbuf + off);
+        if (size < 8 || (int64_t)size > b->cfg.max_request_bytes) {
+            CK_WARN("kafka", "%s: invalid request size %d (limit %lld), closing connection", c->peer,
+                    size, (long long)b->cfg.max_request_bytes);
+            conn_close(c, NULL);
+            return -1;
+        }
+        size_t have = c->rlen - off - 4;
+        if (have < (size_t)size && (size_t)size + 4 <= READ_CHUNK)
+            break; /* a small frame: wait until it is all in rbuf */
+        /* the size is known and allowed: allocate exactly that, once */
+        uint8_t *frame = ck_malloc((size_t)size);
+        if (!frame) {
+            conn_close(c, "out of memory");
+            return -1;
+        }
+        size_t take = have < (size_t)size ? have : (size_t)size;
+        memcpy(frame, c->rbuf + off + 4, take);
+        off += 4 + take;
+        if (take < (size_t)size) {
+            c->big = frame;
+            c->big_len = (size_t)size;
+            c->big_got = take;
+            break;
+        }
+        enqueue(c, frame, (size_t)size);
+        if (c->q_len >= MAX_QUEUED_REQUESTS || (int64_t)c->pending_bytes >= b->cfg.max_conn_pending_bytes)
+            c->read_paused = true;
+    }
+    if (off) {
+        memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+        c->rlen -= off;
+    }
+    return 0;
+}
+
 static void conn_read(ck_kconn_t *c)
 {
     ck_broker_t *b = c->b;
+    if (!c->rbuf && !(c->rbuf = ck_malloc(READ_CHUNK))) {
+        conn_close(c, "out of memory");
+        return;
+    }
     for (int rounds = 0; rounds < 16 && !c->read_paused && !c->closing; rounds++) {
-        if (c->rcap - c->rlen < READ_CHUNK / 4) {
-            size_t cap = c->rcap ? c->rcap * 2 : READ_CHUNK;
-            /* the buffer only grows to hold one frame in progress */
-            if (c->rlen >= 4) {
-                size_t need = 4 + (size_t)ck_get_u32(c->rbuf);
-                if (cap > need && need > READ_CHUNK)
-                    cap = need;
-            }
-            uint8_t *nb = ck_realloc(c->rbuf, cap);
-            if (!nb) {
-                conn_close(c, "out of memory");
-                return;
-            }
-            c->rbuf = nb;
-            c->rcap = cap;
-        }
-        ssize_t n = read(c->watch.fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+        uint8_t *dst = c->big ? c->big + c->big_got : c->rbuf + c->rlen;
+        size_t room = c->big ? c->big_len - c->big_got : READ_CHUNK - c->rlen;
+        ssize_t n = read(c->watch.fd, dst, room);
         if (n == 0) {
             c->peer_closed = true;
             break;
@@ -346,53 +462,21 @@ static void conn_read(ck_kconn_t *c)
             return;
         }
         b->bytes_in += (uint64_t)n;
-        c->rlen += (size_t)n;
         c->last_active_ms = ck_loop_now(b->loop);
-        /* cut complete frames */
-        size_t off = 0;
-        while (c->rlen - off >= 4 && !c->closing) {
-            int32_t size = (int32_t)ck_get_u32(c->rbuf + off);
-            if (size < 8 || (int64_t)size > b->cfg.max_request_bytes) {
-                CK_WARN("kafka", "%s: invalid request size %d (limit %lld), closing connection",
-                        c->peer, size, (long long)b->cfg.max_request_bytes);
-                conn_close(c, NULL);
-                return;
+        if (c->big) {
+            c->big_got += (size_t)n;
+            if (c->big_got == c->big_len) {
+                uint8_t *frame = c->big;
+                c->big = NULL;
+                enqueue(c, frame, c->big_len);
+                if (c->q_len >= MAX_QUEUED_REQUESTS || (int64_t)c->pending_bytes >= b->cfg.max_conn_pending_bytes)
+                    c->read_paused = true;
             }
-            if (c->rlen - off - 4 < (size_t)size) {
-                /* make room for the whole frame now that its size is known and allowed */
-                if (off == 0 && c->rcap < (size_t)size + 4) {
-                    uint8_t *nb = ck_realloc(c->rbuf, (size_t)size + 4);
-                    if (!nb) {
-                        conn_close(c, "out of memory");
-                        return;
-                    }
-                    c->rbuf = nb;
-                    c->rcap = (size_t)size + 4;
-                }
-                break;
-            }
-            uint8_t *frame = ck_malloc((size_t)size);
-            if (!frame) {
-                conn_close(c, "out of memory");
-                return;
-            }
-            memcpy(frame, c->rbuf + off + 4, (size_t)size);
-            off += 4 + (size_t)size;
-            enqueue(c, frame, (size_t)size);
-            if (c->q_len >= MAX_QUEUED_REQUESTS || (int64_t)c->pending_bytes >= b->cfg.max_conn_pending_bytes)
-                c->read_paused = true;
+            continue;
         }
-        if (off) {
-            memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-            c->rlen -= off;
-        }
-        if (c->rcap > 4 * READ_CHUNK && c->rlen < READ_CHUNK) {
-            uint8_t *nb = ck_realloc(c->rbuf, READ_CHUNK);
-            if (nb) {
-                c->rbuf = nb;
-                c->rcap = READ_CHUNK;
-            }
-        }
+        c->rlen += (size_t)n;
+        if (conn_cut_frames(c) < 0)
+            return;
     }
     if (c->peer_closed) {
         /* half-close: answer what was asked, then close */
@@ -444,7 +528,7 @@ static void conn_close(ck_kconn_t *c, const char *why)
         ck_kreq_t *n = r->next;
         if (r->done) {
             b->inflight--;
-            req_free(r);
+            req_free(b, r);
         } else {
             r->conn = NULL; /* parked: freed when it completes */
             r->next = NULL;
@@ -459,6 +543,7 @@ static void conn_close(ck_kconn_t *c, const char *why)
         c->next->prev = c->prev;
     b->nconns--;
     ck_free(c->rbuf);
+    ck_free(c->big);
     ck_free(c);
 }
 
@@ -613,7 +698,7 @@ void ck_broker_free(ck_broker_t *b)
             r->done = true;
         else {
             b->inflight--;
-            req_free(r);
+            req_free(b, r);
         }
     }
     while (b->conns)
@@ -623,6 +708,7 @@ void ck_broker_free(ck_broker_t *b)
     ck_timer_stop(b->loop, &b->sweep_timer);
     ck__fetch_sessions_free(b);
     ck_wbuf_free(&b->scratch);
+    ck_wbuf_free(&b->spare);
     ck_free(b->advertised_host);
     ck_free(b->cluster_id);
     ck_free(b);

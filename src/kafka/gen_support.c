@@ -29,3 +29,6 @@ void ck__kwr_tag_end(ck_wbuf_t *w, size_t start)
     *p = (uint8_t)v;
     w->len += k;
 }
+
+__thread ck_krecords_sink_fn ck__records_sink;
+__thread void *ck__records_sink_arg;

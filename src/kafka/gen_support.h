@@ -181,6 +181,26 @@ static inline void ck__kwr_blob(ck_wbuf_t *w, bool flex, bool wide, bool nullabl
     if (s.len > 0)
         ck_wr_bytes(w, s.ptr, (size_t)s.len);
 }
+/* Records fields may be written by reference instead of by copy. While a sink is set
+ * (per thread), ck__kwr_records writes the length prefix and hands the bytes to the sink,
+ * which notes where in the output they belong (a Fetch reply is then written with writev
+ * from the reply buffer and the read buffer, without copying the records). */
+typedef void (*ck_krecords_sink_fn)(void *arg, ck_wbuf_t *w, ck_slice_t s);
+extern __thread ck_krecords_sink_fn ck__records_sink;
+extern __thread void *ck__records_sink_arg;
+
+static inline void ck__kwr_records(ck_wbuf_t *w, bool flex, bool nullable, ck_slice_t s)
+{
+    if (!ck__records_sink || s.len <= 0) {
+        ck__kwr_blob(w, flex, true, nullable, INT32_MAX, s);
+        return;
+    }
+    if (flex)
+        ck_wr_uvarint(w, (uint32_t)s.len + 1);
+    else
+        ck_wr_i32(w, s.len);
+    ck__records_sink(ck__records_sink_arg, w, s);
+}
 static inline void ck__kwr_string(ck_wbuf_t *w, bool flex, bool nullable, ck_slice_t s)
 {
     ck__kwr_blob(w, flex, false, nullable, CK_KAFKA_STRING_MAX, s);

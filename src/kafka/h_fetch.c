@@ -17,6 +17,7 @@
 #include "kafka/legacy.h"
 
 #define MAX_SESSIONS 1000
+#define SCRATCH_KEEP ((size_t)64 << 20) /* larger read buffers are not kept */
 
 typedef struct sess_part {
     char *topic;
@@ -307,14 +308,23 @@ static int build_response(ck_broker_t *b, ck_kreq_t *req, fetch_state_t *st, ck_
             sps[i]->last_log_start = rr->log_start;
         }
     }
+    /* the records go out by reference from the read buffer, which the request now owns */
+    ck__kreq_reserve(b, req, 256 + 96 * (size_t)st->nitems);
+    ck__kreq_records_by_reference(req, true);
     ck_kafka_fetch_response_encode(&req->resp, req->api_version, &resp);
+    ck__kreq_records_by_reference(req, false);
+    req->data = *data;
+    *data = CK_WBUF_INIT;
     return 0;
 }
 
 static int fetch_attempt(ck_broker_t *b, ck_kreq_t *req, bool final)
 {
     fetch_state_t *st = req->state;
-    ck_wbuf_t data = CK_WBUF_INIT;
+    /* the broker's scratch buffer: its pages stay mapped from one fetch to the next */
+    ck_wbuf_t data = b->scratch;
+    b->scratch = CK_WBUF_INIT;
+    ck_wbuf_reset(&data);
     read_result_t *res = ck_arena_calloc(&req->arena, sizeof(*res) * (size_t)(st->nitems ? st->nitems : 1));
     if (!res)
         return CK_H_CLOSE;
@@ -322,18 +332,22 @@ static int fetch_attempt(ck_broker_t *b, ck_kreq_t *req, bool final)
     bool errors = false;
     for (int i = 0; i < st->nitems; i++)
         errors |= res[i].error != 0;
+    int rc;
     if (!final && total < (size_t)(st->min_bytes > 0 ? st->min_bytes : 1) && !errors && !st->top_error) {
-        ck_wbuf_free(&data);
-        return CK_H_DEFER;
+        rc = CK_H_DEFER;
+    } else if (data.err) {
+        rc = CK_H_CLOSE;
+    } else {
+        b->fetch_requests++;
+        rc = req->conn && build_response(b, req, st, &data, res) ? CK_H_CLOSE : CK_H_DONE;
     }
-    if (data.err) {
+    if (data.cap <= SCRATCH_KEEP) {
+        ck_wbuf_free(&b->scratch);
+        b->scratch = data;
+    } else {
         ck_wbuf_free(&data);
-        return CK_H_CLOSE;
     }
-    b->fetch_requests++;
-    int rc = req->conn ? build_response(b, req, st, &data, res) : 0;
-    ck_wbuf_free(&data);
-    return rc ? CK_H_CLOSE : CK_H_DONE;
+    return rc;
 }
 
 static int fetch_resume(ck_broker_t *b, ck_kreq_t *req, bool timed_out)

@@ -120,3 +120,52 @@ def test_byte_limits(server):
         err, _, out = fetch_v7(c, 0, -1, [(t, 0, 0)], part_max=3500)
         recs = out[(t, 0)][2]
         assert b"2yyy" in recs and b"4yyy" not in recs and len(recs) <= 3500
+
+
+def test_large_reply_read_slowly_arrives_intact(server):
+    """A reply of several MiB written in many partial writes (the reader is slow and its
+    receive buffer small): every batch arrives whole, with a valid CRC, in offset order."""
+    import socket
+    import struct
+    from kafka.record.util import calc_crc32c
+    t = unique_topic("slow")
+    with kr.Conn(server.host, server.kafka_port) as p:
+        for i in range(40):
+            produce(p, t, 0, [b"%04d-%03d-" % (i, j) + b"z" * 1000 for j in range(100)])
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    s.connect((server.host, server.kafka_port))
+    c = kr.Conn.__new__(kr.Conn)
+    c.sock, c.corr = s, 0
+    body = (kr.i32(-1) + kr.i32(0) + kr.i32(1) + kr.i32(64 << 20) + kr.i8(0) +
+            kr.array([kr.string(t) + kr.array([kr.i32(0) + kr.i64(0) + kr.i32(64 << 20)])]))
+    c.send(kr.frame(kr.request_header(kr.FETCH, 4, 1) + body))
+    time.sleep(0.5)
+    buf = bytearray()
+    while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", bytes(buf[:4]))[0]:
+        chunk = s.recv(3000)
+        assert chunk, "connection closed mid-reply"
+        buf += chunk
+        time.sleep(0.0005)
+    s.close()
+    r = kr.Reader(bytes(buf[4:]))
+    assert r.i32() == 1
+    r.i32()  # throttle
+    topics = r.array(lambda r: (r.string(), r.array(
+        lambda r: (r.i32(), r.i16(), r.i64(), r.i64(), r.array(lambda r: (r.i64(), r.i64())), r.bytes()))))
+    (_, parts), = topics
+    (_, err, hw, _, _, recs), = parts
+    assert err == 0 and hw == 4000
+    assert len(recs) > 4_000_000
+    pos, expect_base, batches = 0, 0, 0
+    while pos < len(recs):
+        base, length = struct.unpack(">qi", recs[pos:pos + 12])
+        batch = recs[pos:pos + 12 + length]
+        assert len(batch) == 12 + length, "truncated batch at %d" % pos
+        (crc,) = struct.unpack(">I", batch[17:21])
+        assert crc == calc_crc32c(batch[21:]), "bad CRC in batch at offset %d" % base
+        assert base == expect_base
+        expect_base += 100
+        batches += 1
+        pos += 12 + length
+    assert batches == 40

@@ -761,7 +761,7 @@ static void enc_fetch_response_partition_data(ck_wbuf_t *w, int16_t v,
     }
     if (v >= 11)
         ck_wr_i32(w, m->preferred_read_replica);
-    ck__kwr_bytes(w, v >= 12, true, m->records);
+    ck__kwr_records(w, v >= 12, true, m->records);
     if (v >= 12) {
         const bool t0 = !isdef_fetch_response_epoch_end_offset(&m->diverging_epoch);
         const bool t1 = !isdef_fetch_response_leader_id_and_epoch(&m->current_leader);

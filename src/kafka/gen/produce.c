@@ -82,7 +82,7 @@ static void enc_produce_request_partition_produce_data(
     ck_wbuf_t *w, int16_t v, const ck_kafka_produce_request_partition_produce_data_t *m)
 {
     ck_wr_i32(w, m->index);
-    ck__kwr_bytes(w, v >= 9, true, m->records);
+    ck__kwr_records(w, v >= 9, true, m->records);
     if (v >= 9)
         ck_wr_u8(w, 0); /* no tagged fields */
 }
