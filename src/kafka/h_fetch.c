@@ -321,13 +321,13 @@ static int build_response(ck_broker_t *b, ck_kreq_t *req, fetch_state_t *st, ck_
 static int fetch_attempt(ck_broker_t *b, ck_kreq_t *req, bool final)
 {
     fetch_state_t *st = req->state;
+    read_result_t *res = ck_arena_calloc(&req->arena, sizeof(*res) * (size_t)(st->nitems ? st->nitems : 1));
+    if (!res)
+        return CK_H_CLOSE;
     /* the broker's scratch buffer: its pages stay mapped from one fetch to the next */
     ck_wbuf_t data = b->scratch;
     b->scratch = CK_WBUF_INIT;
     ck_wbuf_reset(&data);
-    read_result_t *res = ck_arena_calloc(&req->arena, sizeof(*res) * (size_t)(st->nitems ? st->nitems : 1));
-    if (!res)
-        return CK_H_CLOSE;
     size_t total = read_all(b, req, st, &data, res);
     bool errors = false;
     for (int i = 0; i < st->nitems; i++)
