@@ -1,6 +1,6 @@
 /* A quick throughput measurement of the storage engine, not a test: it runs only when
  * CK_LOG_BENCH_DIR names a folder (on the disk to measure), e.g.
- *   CK_LOG_BENCH_DIR=/work/tmp CK_LOG_BENCH_MB=1024 ck-unit log_bench
+ *   CK_LOG_BENCH_DIR=/some/dir/on/the/data/disk CK_LOG_BENCH_MB=1024 ck-unit log_bench
  * Appends 1 KiB batches with a 10 ms group-commit interval, waits until all are durable,
  * then reads everything back sequentially in 1 MiB reads (page cache).
  * CK_LOG_BENCH_FLUSH_MS changes the interval (e.g. 600000: appends without fsyncs). */
