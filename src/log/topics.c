@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,13 @@ static int mkdirs(const char *path)
     if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
         return ck_from_errno(errno);
     return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? -1 : 0;
 }
 
 static const char *canonical(const char *key)
@@ -355,11 +363,17 @@ int ck_topics_open(const char *data_dir, ck_log_t *log, const ck_topic_defaults_
             long p = strtol(dash + 1, NULL, 10);
             if (t && p < t->npart)
                 continue;
-            char cmd[4600];
-            snprintf(cmd, sizeof(cmd), "rm -rf -- '%s/%s'", path, de->d_name);
-            CK_WARN("topics", "removing %s/%s: it belongs to no topic", path, de->d_name);
-            if (system(cmd) != 0)
-                CK_WARN("topics", "could not remove %s/%s", path, de->d_name);
+            /* a topic whose metadata file is damaged keeps its data for a person to look at */
+            char meta[4400];
+            struct stat mst;
+            snprintf(meta, sizeof(meta), "%s/%.*s.topic", ts->meta_dir, (int)(dash - de->d_name), de->d_name);
+            if (stat(meta, &mst) == 0)
+                continue;
+            char victim[4400];
+            snprintf(victim, sizeof(victim), "%s/%s", path, de->d_name);
+            CK_WARN("topics", "removing %s: it belongs to no topic", victim);
+            if (nftw(victim, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+                CK_WARN("topics", "could not remove %s: %s", victim, strerror(errno));
         }
         closedir(d);
     }
