@@ -41,6 +41,8 @@ void ck__log_mark_dirty(ck_log_t *log, ck_partition_t *p)
     pthread_mutex_lock(&log->mu);
     p->dirty_next[log->gen] = log->dirty;
     log->dirty = p;
+    if (log->idle)
+        pthread_cond_signal(&log->cv); /* the flusher sleeps until there is work */
     pthread_mutex_unlock(&log->mu);
 }
 
@@ -201,6 +203,14 @@ static void *flusher_main(void *arg)
     pthread_mutex_lock(&log->mu);
     for (;;) {
         while (!log->stop && !log->kick) {
+            if (!log->dirty) {
+                /* nothing to do: sleep until an append marks a partition dirty, so an idle
+                 * server does not wake up every interval */
+                log->idle = true;
+                pthread_cond_wait(&log->cv, &log->mu);
+                log->idle = false;
+                continue;
+            }
             if (ck_mono_ns() >= next)
                 break;
             struct timespec ts = {.tv_sec = next / 1000000000, .tv_nsec = next % 1000000000};

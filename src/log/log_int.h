@@ -150,6 +150,7 @@ struct ck_log {
     pthread_cond_t cv;
     /* log->mu */
     bool stop, kick;
+    bool idle;         /* the flusher waits for work (mark_dirty signals) */
     int gen;               /* which dirty_next link appends use */
     ck_partition_t *dirty; /* partitions with unsynced bytes (each holds a reference) */
 
