@@ -15,8 +15,9 @@
  *            recovery point (see segment.c, W2/W3), drop the references.
  *
  * Appends never wait for an fsync: the owner takes p->mu only for its own short section,
- * and log->mu only when a partition becomes dirty (once per round). A round with nothing
- * dirty costs one lock/unlock. Partitions dropped while the flusher works on them stay
+ * and log->mu only when a partition becomes dirty (once per round). With nothing dirty the
+ * flusher sleeps until an append marks a partition dirty (log->idle), so an idle server
+ * does not wake up every interval; the first append after a quiet spell is flushed at once. Partitions dropped while the flusher works on them stay
  * allocated through their reference count; segments likewise.
  *
  * The dirty list is intrusive with two link generations: while the flusher walks the
