@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "group/offsets.h"
 #include "log/log.h"
 #include "log/topics.h"
 #include "net/loop.h"
@@ -33,6 +34,8 @@ int ck_broker_new(ck_loop_t *loop, ck_log_t *log, ck_topics_t *topics, const ck_
 /* Starts listening; returns 0 and the bound port in *bound_port, or a CK_E* code with a
  * message in *msg. */
 int ck_broker_listen(ck_broker_t *b, const char *host, int port, int *bound_port, const char **msg);
+/* Gives the broker the committed-offsets store (owned by the caller, outlives the broker). */
+void ck_broker_set_offsets(ck_broker_t *b, ck_offsets_t *offsets);
 /* Called on the loop thread after the log's flusher advanced durable offsets. */
 void ck_broker_on_durable(ck_broker_t *b);
 /* Graceful stop, step 1: close listeners and stop reading new requests. */

@@ -4,6 +4,7 @@
 
 #include "core/arena.h"
 #include "core/buf.h"
+#include "group/offsets.h"
 #include "kafka/broker.h"
 #include "kafka/gen/kafka_msgs.h"
 #include "kafka/kerr.h"
@@ -72,6 +73,7 @@ struct ck_broker {
     ck_loop_t *loop;
     ck_log_t *log;
     ck_topics_t *topics;
+    ck_offsets_t *offsets; /* NULL: group APIs answer COORDINATOR_NOT_AVAILABLE */
     ck_broker_config_t cfg;
     char *advertised_host;
     char *cluster_id;
@@ -126,6 +128,10 @@ int ck__h_describe_configs(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
 int ck__h_alter_configs(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
 int ck__h_incremental_alter_configs(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
 int ck__h_describe_cluster(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_find_coordinator(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_offset_commit(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_offset_fetch(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_offset_delete(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
 
 /* The API keys and version ranges we serve (ApiVersions reply); NULL if not served. */
 typedef struct ck_served_api {

@@ -673,6 +673,7 @@ void ck_broker_stop_accepting(ck_broker_t *b)
 }
 
 int ck_broker_inflight(const ck_broker_t *b) { return b->inflight; }
+void ck_broker_set_offsets(ck_broker_t *b, ck_offsets_t *offsets) { b->offsets = offsets; }
 
 void ck_broker_stats(const ck_broker_t *b, ck_broker_stats_t *out)
 {

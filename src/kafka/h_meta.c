@@ -9,6 +9,9 @@ const ck_served_api_t ck__served_apis[] = {
     {CK_API_FETCH, 0, 17, ck__h_fetch},
     {CK_API_LIST_OFFSETS, 0, 10, ck__h_list_offsets},
     {CK_API_METADATA, 0, 12, ck__h_metadata},
+    {CK_API_OFFSET_COMMIT, 0, 9, ck__h_offset_commit},
+    {CK_API_OFFSET_FETCH, 0, 9, ck__h_offset_fetch},
+    {CK_API_FIND_COORDINATOR, 0, 6, ck__h_find_coordinator},
     {CK_API_API_VERSIONS, 0, 4, ck__h_api_versions},
     {CK_API_CREATE_TOPICS, 0, 7, ck__h_create_topics},
     {CK_API_DELETE_TOPICS, 0, 6, ck__h_delete_topics},
@@ -17,6 +20,7 @@ const ck_served_api_t ck__served_apis[] = {
     {CK_API_ALTER_CONFIGS, 0, 2, ck__h_alter_configs},
     {CK_API_CREATE_PARTITIONS, 0, 3, ck__h_create_partitions},
     {CK_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, ck__h_incremental_alter_configs},
+    {CK_API_OFFSET_DELETE, 0, 0, ck__h_offset_delete},
     {CK_API_DESCRIBE_CLUSTER, 0, 1, ck__h_describe_cluster},
 };
 const int ck__served_apis_count = sizeof(ck__served_apis) / sizeof(ck__served_apis[0]);

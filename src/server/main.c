@@ -22,6 +22,7 @@
 #include "core/err.h"
 #include "core/logging.h"
 #include "kafka/broker.h"
+#include "group/offsets.h"
 #include "log/log.h"
 #include "log/topics.h"
 #include "net/loop.h"
@@ -34,6 +35,8 @@ typedef struct server {
     ck_settings_t cfg;
     ck_loop_t *loop;
     ck_log_t *log;
+    ck_log_t *glog; /* the internal offsets log */
+    ck_offsets_t *offsets;
     ck_topics_t *topics;
     ck_broker_t *broker;
     ck_metrics_t *metrics;
@@ -64,6 +67,7 @@ static void drain_check(ck_timer_t *t)
         return;
     }
     ck_log_flush_now(s->log);
+    ck_log_flush_now(s->glog);
     ck_timer_start(s->loop, t, ck_mono_ms() + 5);
 }
 
@@ -85,6 +89,23 @@ static void on_signal(ck_watch_t *w, int events)
         ck_log_flush_now(s->log);
         ck_timer_start(s->loop, &s->drain, ck_mono_ms());
     }
+}
+
+/* Tears down whatever was opened, in reverse order; the logs' close runs the final fsync. */
+static void close_parts(server_t *s)
+{
+    ck_metrics_stop(s->metrics);
+    ck_broker_free(s->broker);
+    ck_topics_close(s->topics);
+    ck_log_close(s->log);
+    ck_offsets_close(s->offsets);
+    ck_log_close(s->glog);
+    s->metrics = NULL;
+    s->broker = NULL;
+    s->topics = NULL;
+    s->log = NULL;
+    s->offsets = NULL;
+    s->glog = NULL;
 }
 
 static int lock_data_dir(const char *dir)
@@ -144,11 +165,20 @@ static int run(server_t *s)
         CK_ERROR("server", "cannot open the log in %s: %s", logdir, ck_strerror(rc));
         return 1;
     }
+    snprintf(logdir, sizeof(logdir), "%s/groups", c->data_dir);
+    rc = ck_log_open(logdir, c->flush_interval_ms, on_durable_thread, &s->durable, &s->glog);
+    if (!rc)
+        rc = ck_offsets_open(s->glog, &s->offsets);
+    if (rc) {
+        CK_ERROR("server", "cannot open the offsets log in %s: %s", logdir, ck_strerror(rc));
+        close_parts(s);
+        return 1;
+    }
     ck_topic_defaults_t defs = {c->default_partitions, c->default_columnar, c->default_searchable, c->default_vector};
     rc = ck_topics_open(c->data_dir, s->log, &defs, &s->topics);
     if (rc) {
         CK_ERROR("server", "cannot load topics: %s", ck_strerror(rc));
-        ck_log_close(s->log);
+        close_parts(s);
         return 1;
     }
     CK_INFO("server", "recovered %d topics in %lld ms", ck_topics_count(s->topics), (long long)(ck_mono_ms() - t0));
@@ -163,14 +193,13 @@ static int run(server_t *s)
     bc.auto_create_topics = c->auto_create_topics;
     bc.default_partitions = c->default_partitions;
     ck_broker_new(s->loop, s->log, s->topics, &bc, &s->broker);
+    ck_broker_set_offsets(s->broker, s->offsets);
     const char *msg = "";
     int port = 0;
     rc = ck_broker_listen(s->broker, c->bind, c->kafka_port, &port, &msg);
     if (rc) {
         CK_ERROR("server", "cannot listen on %s:%d for Kafka clients: %s", c->bind, c->kafka_port, msg);
-        ck_broker_free(s->broker);
-        ck_topics_close(s->topics);
-        ck_log_close(s->log);
+        close_parts(s);
         return 1;
     }
 
@@ -184,9 +213,7 @@ static int run(server_t *s)
         rc = ck_metrics_start(s->loop, c->bind, c->metrics_port, s->broker, s->topics, &s->metrics, &msg);
         if (rc) {
             CK_ERROR("server", "cannot listen on %s:%d for metrics: %s", c->bind, c->metrics_port, msg);
-            ck_broker_free(s->broker);
-            ck_topics_close(s->topics);
-            ck_log_close(s->log);
+            close_parts(s);
             return 1;
         }
         CK_INFO("server", "metrics on %s:%d (/metrics, /health, /ready)", c->bind, c->metrics_port);
@@ -204,10 +231,7 @@ static int run(server_t *s)
             c->data_dir, c->wal_profile, c->flush_interval_ms);
     rc = ck_loop_run(s->loop);
 
-    ck_metrics_stop(s->metrics);
-    ck_broker_free(s->broker);
-    ck_topics_close(s->topics);
-    ck_log_close(s->log); /* final fsync */
+    close_parts(s); /* final fsync */
     ck_watch_stop(s->loop, &s->sigw);
     close(sfd);
     ck_wakeup_close(s->loop, &s->durable);
