@@ -429,3 +429,10 @@ bool ck_offsets_group_has(ck_offsets_t *o, ck_slice_t group)
     }
     return false;
 }
+
+void ck_offsets_foreach_group(ck_offsets_t *o, ck_offsets_group_fn fn, void *arg)
+{
+    for (size_t i = 0; i < o->cap; i++)
+        if (o->slots[i].mem)
+            fn(arg, ck_slice(o->slots[i].mem, (size_t)o->slots[i].glen));
+}

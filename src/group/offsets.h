@@ -55,6 +55,9 @@ const ck_offset_entry_t *ck_offsets_get(ck_offsets_t *o, ck_slice_t group, ck_sl
 typedef void (*ck_offsets_fn)(void *arg, ck_slice_t topic, int32_t partition, const ck_offset_entry_t *e);
 void ck_offsets_foreach(ck_offsets_t *o, ck_slice_t group, ck_offsets_fn fn, void *arg);
 bool ck_offsets_group_has(ck_offsets_t *o, ck_slice_t group);
+/* Calls fn with the group name of every stored offset (a group may come several times). */
+typedef void (*ck_offsets_group_fn)(void *arg, ck_slice_t group);
+void ck_offsets_foreach_group(ck_offsets_t *o, ck_offsets_group_fn fn, void *arg);
 /* Number of live (group, topic, partition) keys. */
 long ck_offsets_count(const ck_offsets_t *o);
 

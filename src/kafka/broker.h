@@ -36,6 +36,13 @@ int ck_broker_new(ck_loop_t *loop, ck_log_t *log, ck_topics_t *topics, const ck_
 int ck_broker_listen(ck_broker_t *b, const char *host, int port, int *bound_port, const char **msg);
 /* Gives the broker the committed-offsets store (owned by the caller, outlives the broker). */
 void ck_broker_set_offsets(ck_broker_t *b, ck_offsets_t *offsets);
+/* Enables idempotent producers (InitProducerId, sequence checks on Produce) with the
+ * producer-id allocator `pids` (the caller's; it must outlive the broker). Call once,
+ * before ck_broker_listen: it deletes producer-state snapshots newer than each recovered
+ * log end (docs/PRODUCER_STATE.md, recovery step 2) and starts the periodic snapshot
+ * timer. Returns 0 or CK_ENOMEM (idempotence then stays off). Loop thread. */
+struct ck_pid;
+int ck_broker_set_pids(ck_broker_t *b, struct ck_pid *pids);
 /* Called on the loop thread after the log's flusher advanced durable offsets. */
 void ck_broker_on_durable(ck_broker_t *b);
 /* Graceful stop, step 1: close listeners and stop reading new requests. */

@@ -4,6 +4,7 @@
 
 #include "core/arena.h"
 #include "core/buf.h"
+#include "group/groups.h"
 #include "group/offsets.h"
 #include "kafka/broker.h"
 #include "kafka/gen/kafka_msgs.h"
@@ -74,6 +75,8 @@ struct ck_broker {
     ck_log_t *log;
     ck_topics_t *topics;
     ck_offsets_t *offsets; /* NULL: group APIs answer COORDINATOR_NOT_AVAILABLE */
+    ck_groups_t groups;    /* consumer-group membership */
+    ck_timer_t group_timer; /* session expiries and rebalance deadlines */
     ck_broker_config_t cfg;
     char *advertised_host;
     char *cluster_id;
@@ -93,6 +96,9 @@ struct ck_broker {
     /* incremental fetch sessions (KIP-227) */
     struct ck_fetch_session *sessions;
     int32_t next_session_id;
+    /* idempotent producers (idempotence.h): NULL until ck_broker_set_pids */
+    struct ck_pid *pids;      /* the caller's producer-id allocator */
+    struct ck__idem *idem;    /* per-partition producer state, owned */
     /* counters */
     uint64_t produce_requests, fetch_requests, bytes_in, bytes_out;
 };
@@ -132,6 +138,22 @@ int ck__h_find_coordinator(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
 int ck__h_offset_commit(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
 int ck__h_offset_fetch(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
 int ck__h_offset_delete(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_init_producer_id(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+/* Clean shutdown of idempotence: snapshots changed producer state, frees it (idempotence.c). */
+void ck__idem_close(ck_broker_t *b);
+int ck__h_join_group(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_sync_group(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_heartbeat(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_leave_group(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_describe_groups(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_list_groups(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+int ck__h_delete_groups(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r);
+/* Group membership: starts the group timer / frees the groups (h_group.c). */
+void ck__groups_start(ck_broker_t *b);
+void ck__groups_stop(ck_broker_t *b);
+/* For OffsetCommit: 0 if (generation, member) may commit to group, else a Kafka error. */
+int16_t ck__group_commit_check(ck_broker_t *b, ck_slice_t group, int32_t generation, ck_slice_t member,
+                               ck_slice_t instance);
 
 /* The API keys and version ranges we serve (ApiVersions reply); NULL if not served. */
 typedef struct ck_served_api {

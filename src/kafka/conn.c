@@ -633,6 +633,7 @@ int ck_broker_new(ck_loop_t *loop, ck_log_t *log, ck_topics_t *topics, const ck_
     ck_timer_init(&b->sweep_timer, sweep_timer_cb, b);
     ck_timer_start(loop, &b->idle_timer, ck_mono_ms() + 1000);
     ck_timer_start(loop, &b->sweep_timer, ck_mono_ms() + 5000);
+    ck__groups_start(b);
     *out = b;
     return 0;
 }
@@ -704,10 +705,12 @@ void ck_broker_free(ck_broker_t *b)
     }
     while (b->conns)
         conn_close(b->conns, NULL);
+    ck__idem_close(b); /* before the topics close: snapshots need the partitions */
     ck_timer_stop(b->loop, &b->wait_timer);
     ck_timer_stop(b->loop, &b->idle_timer);
     ck_timer_stop(b->loop, &b->sweep_timer);
     ck__fetch_sessions_free(b);
+    ck__groups_stop(b);
     ck_wbuf_free(&b->scratch);
     ck_wbuf_free(&b->spare);
     ck_free(b->advertised_host);

@@ -12,6 +12,13 @@ const ck_served_api_t ck__served_apis[] = {
     {CK_API_OFFSET_COMMIT, 0, 9, ck__h_offset_commit},
     {CK_API_OFFSET_FETCH, 0, 9, ck__h_offset_fetch},
     {CK_API_FIND_COORDINATOR, 0, 6, ck__h_find_coordinator},
+    {CK_API_JOIN_GROUP, 0, 9, ck__h_join_group},
+    {CK_API_HEARTBEAT, 0, 4, ck__h_heartbeat},
+    {CK_API_LEAVE_GROUP, 0, 5, ck__h_leave_group},
+    {CK_API_SYNC_GROUP, 0, 5, ck__h_sync_group},
+    {CK_API_DESCRIBE_GROUPS, 0, 5, ck__h_describe_groups},
+    {CK_API_LIST_GROUPS, 0, 5, ck__h_list_groups},
+    {CK_API_DELETE_GROUPS, 0, 2, ck__h_delete_groups},
     {CK_API_API_VERSIONS, 0, 4, ck__h_api_versions},
     {CK_API_CREATE_TOPICS, 0, 7, ck__h_create_topics},
     {CK_API_DELETE_TOPICS, 0, 6, ck__h_delete_topics},
@@ -22,6 +29,7 @@ const ck_served_api_t ck__served_apis[] = {
     {CK_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, ck__h_incremental_alter_configs},
     {CK_API_OFFSET_DELETE, 0, 0, ck__h_offset_delete},
     {CK_API_DESCRIBE_CLUSTER, 0, 1, ck__h_describe_cluster},
+    {CK_API_INIT_PRODUCER_ID, 0, 5, ck__h_init_producer_id},
 };
 const int ck__served_apis_count = sizeof(ck__served_apis) / sizeof(ck__served_apis[0]);
 

@@ -2,8 +2,9 @@
  * store (src/group/offsets.h). This broker coordinates every group. Commits are answered
  * once their record in the offsets log is durable, like a produce with acks=all.
  *
- * Until the group coordinator serves JoinGroup, only "simple" commits exist: generation
- * -1 and an empty member id, as clients that assign partitions themselves send them. */
+ * Commits with generation -1 and no member id ("simple" commits of consumers that assign
+ * partitions themselves) are accepted for groups without members; others must come from
+ * a member of the current generation (h_group.c, ck__group_commit_check). */
 #include <stdio.h>
 
 #include "core/clock.h"
@@ -101,8 +102,10 @@ int ck__h_offset_commit(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r)
         gerr = KERR_COORDINATOR_NOT_AVAILABLE;
     else if (rq.group_id.len <= 0)
         gerr = KERR_INVALID_GROUP_ID;
-    else if (rq.generation_id_or_member_epoch >= 0 || rq.member_id.len > 0)
-        gerr = KERR_UNKNOWN_MEMBER_ID; /* no group has members until JoinGroup is served */
+    else
+        gerr = ck__group_commit_check(b, rq.group_id, req->api_version >= 1 ? rq.generation_id_or_member_epoch : -1,
+                                      req->api_version >= 1 ? rq.member_id : CK_SLICE_NULL,
+                                      req->api_version >= 7 ? rq.group_instance_id : CK_SLICE_NULL);
     int total = 0;
     for (int i = 0; i < rq.topics.count; i++)
         total += rq.topics.items[i].partitions.count > 0 ? rq.topics.items[i].partitions.count : 0;

@@ -1,5 +1,12 @@
-/* Produce: validate, convert old message formats, append, and reply once the data is
- * durable (acks=1 and acks=-1 wait for the flusher's fsync; acks=0 gets no reply).
+/* Produce: validate, convert old message formats, check idempotent producers' sequences,
+ * append, and reply once the data is durable (acks=1 and acks=-1 wait for the flusher's
+ * fsync; acks=0 gets no reply).
+ *
+ * Idempotence (KIP-98, docs/PRODUCER_STATE.md): batches with a producer id are checked
+ * against the partition's producer state before anything is appended, all batches of the
+ * partition together (all or nothing, later batches checked against the earlier ones of
+ * the same request). A duplicate is not written again: the reply carries the original's
+ * offsets, after waiting like an append if the original is not durable yet.
  *
  * Nothing but validation and the append happens here: parsing of values, indexing and
  * so on belong to the indexer (ARCHITECTURE.md, principle 2). */
@@ -9,6 +16,7 @@
 #include "core/clock.h"
 #include "core/logging.h"
 #include "kafka/handlers.h"
+#include "kafka/idempotence.h"
 #include "kafka/legacy.h"
 #include "log/batch.h"
 
@@ -86,6 +94,94 @@ static int16_t map_validate_error(int rc)
     }
 }
 
+/* The newest batch of one producer earlier in the same request. */
+typedef struct seen {
+    int64_t pid;
+    int16_t epoch;
+    int32_t last_seq;
+} seen_t;
+
+static bool has_producer_ids(const uint8_t *data, size_t len)
+{
+    for (size_t pos = 0; pos + CK_BATCH_HEADER_SIZE <= len;) {
+        ck_batch_header_t h;
+        ck_batch_header_parse(data + pos, &h);
+        if (h.producer_id >= 0)
+            return true;
+        pos += (size_t)h.batch_length + 12;
+    }
+    return false;
+}
+
+/* Checks every idempotent batch of one partition's validated records against state s.
+ * Returns a Kafka error (nothing may be appended), or 0 with *all_dup set when every batch
+ * is a duplicate (then *dup spans them: first batch's offsets to last batch's last). */
+static int16_t check_sequences(ck_kreq_t *req, const ck_pstate_t *s, const uint8_t *data,
+                               size_t len, int nbatches, presp_t *out, bool *all_dup,
+                               ck_pstate_dup_t *dup)
+{
+    seen_t one, *seen = &one;
+    if (nbatches > 1)
+        seen = ck_arena_alloc(&req->arena, sizeof(*seen) * (size_t)nbatches);
+    if (!seen)
+        return KERR_UNKNOWN_SERVER_ERROR;
+    int nseen = 0, ndup = 0, n = 0;
+    for (size_t pos = 0; pos + CK_BATCH_HEADER_SIZE <= len; n++) {
+        ck_batch_header_t h;
+        ck_batch_header_parse(data + pos, &h);
+        pos += (size_t)h.batch_length + 12;
+        if (h.producer_id < 0)
+            continue;
+        int32_t first = h.base_sequence, last = ck_pstate_seq_add(first, h.last_offset_delta);
+        seen_t *k = NULL;
+        for (int i = 0; i < nseen && !k; i++)
+            if (seen[i].pid == h.producer_id)
+                k = &seen[i];
+        ck_pstate_verdict_t v;
+        ck_pstate_dup_t d = {-1, -1, -1};
+        if (!k)
+            v = ck_pstate_check(s, h.producer_id, h.producer_epoch, first, last, &d);
+        else if (h.producer_epoch < k->epoch)
+            v = CK_PSTATE_STALE_EPOCH;
+        else if (h.producer_epoch > k->epoch)
+            v = first == 0 ? CK_PSTATE_APPEND : CK_PSTATE_OUT_OF_ORDER;
+        else
+            v = first == ck_pstate_seq_add(k->last_seq, 1) ? CK_PSTATE_APPEND
+                                                           : CK_PSTATE_OUT_OF_ORDER;
+        char m[200];
+        switch (v) {
+        case CK_PSTATE_DUPLICATE:
+            if (ndup++ == 0)
+                *dup = d;
+            else
+                dup->last_offset = d.last_offset;
+            break;
+        case CK_PSTATE_OUT_OF_ORDER:
+            snprintf(m, sizeof(m), "Out of order sequence number for producer %lld (epoch %d): %d",
+                     (long long)h.producer_id, (int)h.producer_epoch, (int)first);
+            out->error_message = ck__strdup(req, m);
+            return KERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+        case CK_PSTATE_STALE_EPOCH:
+            snprintf(m, sizeof(m), "Producer %lld: epoch %d is older than the current one",
+                     (long long)h.producer_id, (int)h.producer_epoch);
+            out->error_message = ck__strdup(req, m);
+            return KERR_INVALID_PRODUCER_EPOCH;
+        case CK_PSTATE_APPEND:
+            if (!k)
+                k = &seen[nseen++];
+            *k = (seen_t){h.producer_id, h.producer_epoch, last};
+            break;
+        }
+    }
+    *all_dup = ndup > 0 && ndup == n;
+    if (ndup > 0 && ndup != n) {
+        /* Kafka clients never mix them (v3+ sends one batch per partition) */
+        out->error_message = ck__str("Duplicate and new batches in one produce request");
+        return KERR_INVALID_RECORD;
+    }
+    return 0;
+}
+
 /* Validates and appends one partition's records. Returns the Kafka error code. */
 static int16_t append_partition(ck_broker_t *b, ck_kreq_t *req, ck_topic_t *t, int32_t pidx,
                                 ck_slice_t records, presp_t *out, int64_t *last_offset)
@@ -130,7 +226,25 @@ static int16_t append_partition(ck_broker_t *b, ck_kreq_t *req, ck_topic_t *t, i
         err = KERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
         out->error_message = ck__str("Transactions are not supported yet");
     }
-    if (!err) {
+    ck__idem_part_t *ip = NULL;
+    bool all_dup = false;
+    ck_pstate_dup_t dup = {-1, -1, -1};
+    if (!err && b->idem && has_producer_ids(data, len)) {
+        ip = ck__idem_part(b, t, pidx);
+        if (!ip) {
+            err = KERR_KAFKA_STORAGE_ERROR;
+            out->error_message = ck__str("Producer state unavailable (out of memory)");
+        } else {
+            err = check_sequences(req, ip->ip_state, data, len, info.batch_count, out, &all_dup,
+                                  &dup);
+        }
+    }
+    if (!err && all_dup) {
+        out->base_offset = dup.first_offset;
+        out->log_append_time_ms = t->log_append_time ? dup.timestamp : -1;
+        out->log_start_offset = ck_partition_log_start(t->parts[pidx]);
+        *last_offset = dup.last_offset; /* the reply waits until the original is durable */
+    } else if (!err) {
         int64_t now = ck_wall_ms();
         int64_t base = -1, last = -1;
         rc = ck_partition_append(t->parts[pidx], data, len, t->log_append_time ? now : -1, &base, &last);
@@ -142,6 +256,14 @@ static int16_t append_partition(ck_broker_t *b, ck_kreq_t *req, ck_topic_t *t, i
             out->log_append_time_ms = t->log_append_time ? now : -1;
             out->log_start_offset = ck_partition_log_start(t->parts[pidx]);
             *last_offset = last;
+            if (ip) {
+                /* the batches now carry their offsets (and LogAppendTime): as stored */
+                int urc = ck_pstate_update_from_batches(ip->ip_state, data, len);
+                ip->ip_dirty = true;
+                if (urc)
+                    CK_WARN("kafka", "%s-%d: producer state not updated: %s", t->name, (int)pidx,
+                            ck_strerror(urc));
+            }
         }
     }
     ck_wbuf_free(&conv);

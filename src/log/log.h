@@ -63,6 +63,10 @@ int64_t ck_partition_log_end(const ck_partition_t *p);    /* next offset to assi
 int64_t ck_partition_durable_end(const ck_partition_t *p); /* any thread (atomic) */
 int ck_partition_error(const ck_partition_t *p);          /* 0 or the sticky CK_E* code */
 int64_t ck_partition_size_bytes(const ck_partition_t *p);
+/* The partition's folder, "<log dir>/<topic>-<partition>" (NUL-terminated). Valid until
+ * ck_log_partition_drop/ck_log_close. For files other parts keep beside the log (producer
+ * state snapshots, see docs/PRODUCER_STATE.md); the log ignores names it does not know. */
+const char *ck_partition_dir(const ck_partition_t *p);
 
 /* Appends `len` bytes holding one or more complete, already validated v2 record batches
  * (magic 2). Rewrites each batch's base offset (bytes 0-7) in place to consecutive

@@ -126,6 +126,8 @@ int64_t ck_partition_log_end(const ck_partition_t *p)
 {
     return p->log_end;
 }
+const char *ck_partition_dir(const ck_partition_t *p) { return p->path; }
+
 int64_t ck_partition_size_bytes(const ck_partition_t *p)
 {
     return p->size_bytes;

@@ -28,6 +28,7 @@
 #include "net/loop.h"
 #include "server/config.h"
 #include "server/metrics.h"
+#include "txn/pid.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 
@@ -37,6 +38,7 @@ typedef struct server {
     ck_log_t *log;
     ck_log_t *glog; /* the internal offsets log */
     ck_offsets_t *offsets;
+    ck_pid_t *pids; /* producer-id allocator, <data>/meta */
     ck_topics_t *topics;
     ck_broker_t *broker;
     ck_metrics_t *metrics;
@@ -96,6 +98,8 @@ static void close_parts(server_t *s)
 {
     ck_metrics_stop(s->metrics);
     ck_broker_free(s->broker);
+    ck_pid_close(s->pids);
+    s->pids = NULL;
     ck_topics_close(s->topics);
     ck_log_close(s->log);
     ck_offsets_close(s->offsets);
@@ -194,6 +198,15 @@ static int run(server_t *s)
     bc.default_partitions = c->default_partitions;
     ck_broker_new(s->loop, s->log, s->topics, &bc, &s->broker);
     ck_broker_set_offsets(s->broker, s->offsets);
+    snprintf(logdir, sizeof(logdir), "%s/meta", c->data_dir);
+    rc = ck_pid_open(logdir, &s->pids);
+    if (!rc)
+        rc = ck_broker_set_pids(s->broker, s->pids);
+    if (rc) {
+        CK_ERROR("server", "cannot open the producer ids in %s: %s", logdir, ck_strerror(rc));
+        close_parts(s);
+        return 1;
+    }
     const char *msg = "";
     int port = 0;
     rc = ck_broker_listen(s->broker, c->bind, c->kafka_port, &port, &msg);

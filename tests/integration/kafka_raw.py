@@ -336,3 +336,42 @@ def build_batch(records, base_timestamp=None, compression=0):
     for i, (k, v, h) in enumerate(records):
         b.append(i, timestamp=ts + i, key=k, value=v, headers=h or [])
     return bytes(b.build())
+
+
+# ------------------------------------------------------------------ idempotent producer
+INIT_PRODUCER_ID = 22
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_PRODUCER_EPOCH = 47
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+
+
+def init_producer_id_v1(conn, transactional_id=None, txn_timeout_ms=60000):
+    """InitProducerId v1 (non-flexible). Returns (error_code, producer_id, producer_epoch)."""
+    r = conn.request(INIT_PRODUCER_ID, 1, string(transactional_id) + i32(txn_timeout_ms))
+    r.i32()  # throttle
+    return r.i16(), r.i64(), r.i16()
+
+
+def init_producer_id_v3(conn, producer_id=-1, producer_epoch=-1, transactional_id=None,
+                        txn_timeout_ms=60000):
+    """InitProducerId v3 (flexible, KIP-360 re-init). Returns (error_code, producer_id, epoch)."""
+    body = compact_string(transactional_id) + i32(txn_timeout_ms) + i64(producer_id) + \
+        i16(producer_epoch) + TAGS_NONE
+    r = conn.request(INIT_PRODUCER_ID, 3, body, flexible=True)
+    r.i32()
+    out = (r.i16(), r.i64(), r.i16())
+    r.tags()
+    return out
+
+
+def build_idempotent_batch(records, producer_id, producer_epoch, base_sequence,
+                           base_timestamp=None, compression=0):
+    """Like build_batch, with the idempotent producer's id, epoch and base sequence."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=compression, is_transactional=False,
+                                  producer_id=producer_id, producer_epoch=producer_epoch,
+                                  base_sequence=base_sequence, batch_size=1 << 30)
+    ts = base_timestamp if base_timestamp is not None else int(time.time() * 1000)
+    for i, (k, v, h) in enumerate(records):
+        b.append(i, timestamp=ts + i, key=k, value=v, headers=h or [])
+    return bytes(b.build())

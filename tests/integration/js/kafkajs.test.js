@@ -2,11 +2,9 @@
 // kafkajs 2.2.4 against chronik-server.  Run: node --test tests/integration/js/
 // Needs: build/chronik-server (or CHRONIK_SERVER_BIN), `scripts/setup.sh` (kafkajs in ./node_modules).
 //
-// TODO(consumer groups): kafkajs has no group-less consumer, and chronik-server has no consumer
-// groups yet (FindCoordinator/JoinGroup/SyncGroup/Heartbeat/OffsetCommit/OffsetFetch — see the
-// consumer-groups issue). When they land, add a kafka.consumer({ groupId }) round trip here.
-// Until then records are read back with kafkajs's own low-level Fetch path (its Cluster/Broker
-// classes, the code its consumer uses underneath) and checked with admin.fetchTopicOffsets.
+// kafkajs has no group-less consumer: its consumer is tested in a group (last tests below);
+// the produce tests also read records back with kafkajs's own low-level Fetch path (its
+// Cluster/Broker classes, the code its consumer uses underneath).
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
 
@@ -330,4 +328,60 @@ test('createPartitions and deleteTopics', async () => {
   const deadline = Date.now() + 10000
   while (Date.now() < deadline && (listed = (await admin.listTopics()).includes(topic))) await sleep(100)
   assert.equal(listed, false, 'deleted topic still listed')
+})
+
+test('consumer group: two kafkajs members share the partitions, commit, and a new member resumes', async () => {
+  const topic = `js-grp-${Date.now()}`
+  const groupId = `js-g-${Date.now()}`
+  await admin.createTopics({ topics: [{ topic, numPartitions: 4 }] })
+  const producer = kafka.producer()
+  await producer.connect()
+  await producer.send({ topic, messages: Array.from({ length: 40 }, (_, i) => ({ value: String(i), partition: i % 4 })) })
+  const seen = new Set()
+  const assigned = {}
+  const members = []
+  for (const name of ['a', 'b']) {
+    const c = kafka.consumer({ groupId, sessionTimeout: 10000, heartbeatInterval: 500, rebalanceTimeout: 10000 })
+    await c.connect()
+    c.on(c.events.GROUP_JOIN, e => { assigned[name] = e.payload.memberAssignment[topic] || [] })
+    await c.subscribe({ topic, fromBeginning: true })
+    await c.run({ eachMessage: async ({ message }) => { seen.add(Number(message.value.toString())) } })
+    members.push(c)
+  }
+  const deadline = Date.now() + 30000
+  while ((seen.size < 40 || Object.keys(assigned).length < 2 ||
+          (assigned.a || []).length + (assigned.b || []).length !== 4) && Date.now() < deadline) {
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+  assert.equal(seen.size, 40)
+  const all = [...(assigned.a || []), ...(assigned.b || [])].sort()
+  assert.deepEqual(all, [0, 1, 2, 3]) // every partition has exactly one owner
+  // kafkajs commits after each batch; a commit that races a rebalance is refused and the
+  // batch is consumed again, so wait for the committed offsets to reach the end
+  const committedSum = async () => {
+    const offsets = await admin.fetchOffsets({ groupId, topics: [topic] })
+    return offsets[0].partitions.map(p => Math.max(0, Number(p.offset))).reduce((x, y) => x + y, 0)
+  }
+  let committed = 0
+  const d1 = Date.now() + 20000
+  while ((committed = await committedSum()) < 40 && Date.now() < d1) {
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+  assert.equal(committed, 40)
+  for (const c of members) await c.disconnect() // leaves the group
+  // a new member of the group starts after the committed offsets
+  await producer.send({ topic, messages: [{ value: '40', partition: 0 }] })
+  const later = []
+  const c = kafka.consumer({ groupId, sessionTimeout: 10000, heartbeatInterval: 500 })
+  await c.connect()
+  await c.subscribe({ topic, fromBeginning: true })
+  await c.run({ eachMessage: async ({ message }) => { later.push(Number(message.value.toString())) } })
+  const d2 = Date.now() + 20000
+  while (later.length < 1 && Date.now() < d2) await new Promise(resolve => setTimeout(resolve, 200))
+  await new Promise(resolve => setTimeout(resolve, 500))
+  await c.disconnect()
+  await producer.disconnect()
+  assert.deepEqual(later, [40])
+  const groups = await admin.listGroups()
+  assert.ok(groups.groups.some(g => g.groupId === groupId))
 })
