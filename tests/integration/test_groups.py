@@ -261,3 +261,38 @@ def test_two_groups_on_one_topic_are_independent(server):
     wait_for(lambda: len(set(a.seen)) == 12 and len(set(b.seen)) == 12, 30, 0.1, "both groups read all")
     a.finish()
     b.finish()
+
+
+def test_kafka_python_admin_describe_list_offsets_delete(server):
+    from conftest import kp_admin
+    from kafka.errors import GroupIdNotFoundError, NonEmptyGroupError
+    topic = make_topic(server)
+    produce(server, topic, 12)
+    group = unique_topic("kpa")
+    m = Member(server, group, topic, "described")
+    m.start()
+    wait_for(lambda: len(set(m.seen)) == 12 and len(m.assigned) == PARTS, 30, 0.1, "member consumed all")
+    admin = kp_admin(server)
+    try:
+        (desc,) = admin.describe_consumer_groups([group])
+        assert desc.state == "Stable" and desc.protocol_type == "consumer"
+        assert len(desc.members) == 1 and desc.members[0].client_id == "described"
+        assert (group, "consumer") in admin.list_consumer_groups()
+        offs = admin.list_consumer_group_offsets(group)
+        assert sum(o.offset for o in offs.values()) == 12
+        # a group with a member cannot be deleted
+        res = dict(admin.delete_consumer_groups([group]))
+        # kafka-python gives the error class for a failed group, NoError for a deleted one
+        is_err = lambda x, cls: x is cls or isinstance(x, cls)
+        assert is_err(res[group], NonEmptyGroupError), res
+        m.finish()
+        wait_for(lambda: admin.describe_consumer_groups([group])[0].state == "Empty", 20, 0.2, "empty group")
+        res = dict(admin.delete_consumer_groups([group, "no-such-group"]))
+        assert getattr(res[group], "errno", None) == 0, res
+        assert is_err(res["no-such-group"], GroupIdNotFoundError), res
+        assert admin.list_consumer_group_offsets(group) == {}
+        assert admin.describe_consumer_groups([group])[0].state == "Dead"
+    finally:
+        admin.close()
+        if m.is_alive():
+            m.finish()
