@@ -385,6 +385,11 @@ report=$work/report.md
     cat "$commands"
     echo '```'
 } >"$report"
+# consumer groups and idempotence: their own server and section
+if [ -x "$build/bench/chronik-group-bench" ]; then
+    log "groups and idempotence"
+    { echo; bash "$root/bench/groups.sh" "$build"; } >>"$report"
+fi
 cat "$report"
 cp "$report" "$root/.cache/bench/last-report.md"
 cp "$results" "$root/.cache/bench/last-results.txt"

@@ -223,6 +223,14 @@ bool ck_group_protocols_compatible(const ck_group_t *g, const ck_gproto_t *proto
 
 void ck_group_prepare(ck_group_t *g, int64_t now)
 {
+    if (g->state == CK_GS_EMPTY) {
+        g->initial_until = now + CK_GROUP_INITIAL_DELAY_MS;
+        g->initial_cap = now + 10 * CK_GROUP_INITIAL_DELAY_MS;
+    } else if (g->state == CK_GS_PREPARING && g->initial_until > 0) {
+        /* another first member: wait a little longer, within bounds */
+        int64_t until = now + CK_GROUP_INITIAL_DELAY_MS;
+        g->initial_until = until < g->initial_cap ? until : g->initial_cap;
+    }
     if (g->state != CK_GS_PREPARING) {
         int64_t longest = 0;
         for (ck_gmember_t *m = g->members; m; m = m->next)
@@ -286,6 +294,9 @@ bool ck_group_try_complete(ck_group_t *g, int64_t now)
             all = false;
     if (!all && now < g->rebalance_deadline)
         return false;
+    if (now < g->initial_until && now < g->rebalance_deadline)
+        return false; /* a new group: more members may be on their way */
+    g->initial_until = 0;
     /* members that did not rejoin in time leave the group */
     ck_gmember_t *m = g->members;
     while (m) {

@@ -44,7 +44,14 @@ typedef struct ck_group {
     char *leader;   /* member id */
     ck_gmember_t *members;
     int64_t rebalance_deadline;
+    int64_t initial_until; /* a new group waits this long for more first members */
+    int64_t initial_cap;   /* ... but never past this */
 } ck_group_t;
+
+/* How long a new group (first rebalance from Empty) waits for more members, extended by
+ * each new member up to 10 times (Kafka's group.initial.rebalance.delay.ms is 3000 ms;
+ * consumers that start together join one generation instead of one each). */
+#define CK_GROUP_INITIAL_DELAY_MS 200
 
 typedef struct ck_groups {
     ck_group_t *list;
