@@ -436,3 +436,40 @@ void ck_offsets_foreach_group(ck_offsets_t *o, ck_offsets_group_fn fn, void *arg
         if (o->slots[i].mem)
             fn(arg, ck_slice(o->slots[i].mem, (size_t)o->slots[i].glen));
 }
+
+int ck_offsets_expire(ck_offsets_t *o, int64_t now_ms, int64_t retention_ms, ck_offsets_active_fn active,
+                      void *arg, int64_t *last)
+{
+    *last = -1;
+    /* collect first: deleting changes the table we walk */
+    ck_wbuf_t keys = CK_WBUF_INIT;
+    int n = 0;
+    for (size_t i = 0; i < o->cap; i++) {
+        slot_t *sl = &o->slots[i];
+        if (!sl->mem || now_ms - sl->e.commit_ms < retention_ms)
+            continue;
+        ck_slice_t g = ck_slice(sl->mem, (size_t)sl->glen);
+        if (active && active(arg, g))
+            continue;
+        encode_key(&keys, g, ck_slice(sl->mem + sl->glen, (size_t)sl->tlen), sl->partition);
+        n++;
+    }
+    int rc = keys.err ? CK_ENOMEM : 0;
+    ck_rbuf_t r;
+    ck_rbuf_init(&r, keys.data, keys.len);
+    int done = 0;
+    while (!rc && done < n) {
+        ck_rd_i16(&r);
+        ck_slice_t g = rd_str(&r), t = rd_str(&r);
+        int32_t p = ck_rd_i32(&r);
+        int64_t l = -1;
+        rc = ck_offsets_delete(o, g, t, p, now_ms, &l);
+        if (l > *last)
+            *last = l;
+        done++;
+    }
+    ck_wbuf_free(&keys);
+    if (!rc && n)
+        CK_INFO("group", "expired %d committed offsets older than %lld ms", n, (long long)retention_ms);
+    return rc ? rc : n;
+}

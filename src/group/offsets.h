@@ -58,6 +58,12 @@ bool ck_offsets_group_has(ck_offsets_t *o, ck_slice_t group);
 /* Calls fn with the group name of every stored offset (a group may come several times). */
 typedef void (*ck_offsets_group_fn)(void *arg, ck_slice_t group);
 void ck_offsets_foreach_group(ck_offsets_t *o, ck_offsets_group_fn fn, void *arg);
+/* Writes tombstones for the offsets of groups that `active` says have no members and
+ * whose last commit is older than retention_ms (offsets.retention.minutes). Returns the
+ * number expired (and *last as for ck_offsets_delete), or a log error. */
+typedef bool (*ck_offsets_active_fn)(void *arg, ck_slice_t group);
+int ck_offsets_expire(ck_offsets_t *o, int64_t now_ms, int64_t retention_ms, ck_offsets_active_fn active,
+                      void *arg, int64_t *last);
 /* Number of live (group, topic, partition) keys. */
 long ck_offsets_count(const ck_offsets_t *o);
 

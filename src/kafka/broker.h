@@ -25,6 +25,7 @@ typedef struct ck_broker_config {
     bool auto_create_topics;     /* auto.create.topics.enable */
     int32_t default_partitions;
     int64_t max_conn_pending_bytes; /* stop reading a connection with this much queued */
+    int64_t offsets_retention_ms;   /* offsets.retention.minutes, for groups without members */
 } ck_broker_config_t;
 
 void ck_broker_config_default(ck_broker_config_t *c);

@@ -77,6 +77,7 @@ struct ck_broker {
     ck_offsets_t *offsets; /* NULL: group APIs answer COORDINATOR_NOT_AVAILABLE */
     ck_groups_t groups;    /* consumer-group membership */
     ck_timer_t group_timer; /* session expiries and rebalance deadlines */
+    int64_t offsets_expired_at; /* monotonic ms of the last offsets expiry run */
     ck_broker_config_t cfg;
     char *advertised_host;
     char *cluster_id;

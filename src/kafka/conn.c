@@ -38,6 +38,7 @@ void ck_broker_config_default(ck_broker_config_t *c)
     c->auto_create_topics = true;
     c->default_partitions = 3;
     c->max_conn_pending_bytes = 64 << 20;
+    c->offsets_retention_ms = 7LL * 24 * 3600 * 1000;
 }
 
 /* Large reply buffers (fetch) are kept for the next large reply: their pages stay mapped,

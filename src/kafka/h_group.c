@@ -24,12 +24,26 @@ typedef struct park {
 
 static void wake(ck_broker_t *b) { ck__broker_wake_waiters(b); }
 
-/* Runs expiries and rebalance deadlines of every group. */
+#define OFFSETS_EXPIRY_EVERY_MS 60000
+
+static bool group_has_members(void *arg, ck_slice_t group)
+{
+    ck_group_t *g = ck_groups_find(arg, group);
+    return g && ck_group_count(g) > 0;
+}
+
+/* Runs expiries and rebalance deadlines of every group; once a minute, the expiry of
+ * committed offsets of groups without members. */
 static void group_tick(ck_timer_t *t)
 {
     ck_broker_t *b = t->data;
     int64_t now = ck_mono_ms();
     bool changed = false;
+    if (b->offsets && now - b->offsets_expired_at >= OFFSETS_EXPIRY_EVERY_MS) {
+        int64_t last;
+        b->offsets_expired_at = now;
+        ck_offsets_expire(b->offsets, ck_wall_ms(), b->cfg.offsets_retention_ms, group_has_members, &b->groups, &last);
+    }
     for (ck_group_t *g = b->groups.list; g; g = g->next) {
         changed |= ck_group_expire(g, now);
         changed |= ck_group_try_complete(g, now);

@@ -45,6 +45,7 @@ static const setting_t settings[] = {
     {"node-id", 0, {"CHRONIK_NODE_ID"}, "node_id", T_INT, OFF(node_id), "broker id (1)"},
     {"socket-request-max-bytes", 0, {"CHRONIK_SOCKET_REQUEST_MAX_BYTES"}, "socket_request_max_bytes", T_LONG, OFF(max_request_bytes), "largest request (104857600)"},
     {"connections-max-idle-ms", 0, {"CHRONIK_CONNECTIONS_MAX_IDLE_MS"}, "connections_max_idle_ms", T_LONG, OFF(idle_ms), "idle connection timeout (600000)"},
+    {"offsets-retention-minutes", 0, {"CHRONIK_OFFSETS_RETENTION_MINUTES"}, "offsets_retention_minutes", T_LONG, OFF(offsets_retention_minutes), "committed offsets of empty groups kept (10080)"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -72,6 +73,7 @@ static void defaults(ck_settings_t *s)
     s->node_id = 1;
     s->max_request_bytes = 104857600;
     s->idle_ms = 600000;
+    s->offsets_retention_minutes = 10080;
 }
 
 static int parse_long(const char *v, long long lo, long long hi, long long *out)

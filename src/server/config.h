@@ -25,6 +25,7 @@ typedef struct ck_settings {
     int node_id;
     int64_t max_request_bytes;
     int64_t idle_ms;
+    int64_t offsets_retention_minutes;
     char config_file[1024];
 } ck_settings_t;
 

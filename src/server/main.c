@@ -194,6 +194,7 @@ static int run(server_t *s)
     bc.node_id = c->node_id;
     bc.max_request_bytes = c->max_request_bytes;
     bc.idle_ms = c->idle_ms;
+    bc.offsets_retention_ms = c->offsets_retention_minutes * 60000;
     bc.auto_create_topics = c->auto_create_topics;
     bc.default_partitions = c->default_partitions;
     ck_broker_new(s->loop, s->log, s->topics, &bc, &s->broker);

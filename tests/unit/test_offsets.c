@@ -120,3 +120,30 @@ CK_TEST(offsets_many_keys)
     ck_offsets_close(o);
     ck_log_close(log);
 }
+
+static bool only_busy_active(void *arg, ck_slice_t group) { return ck_slice_eq_cstr(group, "busy"); }
+
+CK_TEST(offsets_expire_inactive_groups_only)
+{
+    ck_log_t *log = open_log();
+    ck_offsets_t *o;
+    CHECK_EQ(ck_offsets_open(log, &o), 0);
+    int64_t last;
+    ck_offset_commit_t c = {S("t"), 0, 5, -1, CK_SLICE_NULL};
+    CHECK_EQ(ck_offsets_commit(o, S("old"), &c, 1, 1000, &last), 0);
+    CHECK_EQ(ck_offsets_commit(o, S("busy"), &c, 1, 1000, &last), 0);
+    CHECK_EQ(ck_offsets_commit(o, S("fresh"), &c, 1, 9000, &last), 0);
+    CHECK_EQ(ck_offsets_expire(o, 10000, 5000, only_busy_active, NULL, &last), 1);
+    CHECK(ck_offsets_get(o, S("old"), S("t"), 0) == NULL);
+    CHECK(ck_offsets_get(o, S("busy"), S("t"), 0) != NULL);
+    CHECK(ck_offsets_get(o, S("fresh"), S("t"), 0) != NULL);
+    wait_durable(log, o, last);
+    ck_offsets_close(o);
+    ck_log_close(log);
+    log = open_log();
+    CHECK_EQ(ck_offsets_open(log, &o), 0);
+    CHECK(ck_offsets_get(o, S("old"), S("t"), 0) == NULL);
+    CHECK_EQ(ck_offsets_count(o), 2);
+    ck_offsets_close(o);
+    ck_log_close(log);
+}
