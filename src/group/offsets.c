@@ -31,7 +31,11 @@ struct ck_offsets {
     ck_partition_t *part;
     slot_t *slots;
     size_t cap, used, live;
+    int64_t live_bytes;            /* encoded size of the live records */
+    int64_t compact_from, compact_last; /* a rewritten copy waiting to be durable, or -1 */
 };
+
+#define RECORD_OVERHEAD 40 /* key/value framing, numbers, record header: an estimate */
 
 static uint32_t key_hash(ck_slice_t g, ck_slice_t t, int32_t p)
 {
@@ -104,6 +108,7 @@ static int apply(ck_offsets_t *o, ck_slice_t g, ck_slice_t t, int32_t p, const c
     slot_t *s = find(o, g, t, p, h, &found);
     if (!value) {
         if (found) {
+            o->live_bytes -= RECORD_OVERHEAD + s->glen + s->tlen + (s->e.metadata.len > 0 ? s->e.metadata.len : 0);
             ck_free(s->mem);
             s->mem = NULL;
             s->tomb = true;
@@ -120,6 +125,7 @@ static int apply(ck_offsets_t *o, ck_slice_t g, ck_slice_t t, int32_t p, const c
     if (ml)
         memcpy(mem + g.len + t.len, value->metadata.ptr, ml);
     if (found) {
+        o->live_bytes -= RECORD_OVERHEAD + s->glen + s->tlen + (s->e.metadata.len > 0 ? s->e.metadata.len : 0);
         ck_free(s->mem);
     } else {
         if (!s->tomb)
@@ -134,6 +140,7 @@ static int apply(ck_offsets_t *o, ck_slice_t g, ck_slice_t t, int32_t p, const c
     s->partition = p;
     s->e = *value;
     s->e.metadata = value->metadata.len < 0 ? CK_SLICE_NULL : ck_slice(mem + g.len + t.len, ml);
+    o->live_bytes += RECORD_OVERHEAD + g.len + t.len + (int64_t)ml;
     return 0;
 }
 
@@ -252,6 +259,7 @@ int ck_offsets_open(ck_log_t *log, ck_offsets_t **out)
     ck_log_config_default(&cfg);
     cfg.segment_bytes = 64 << 20;
     cfg.retention_ms = -1; /* the log start moves only by compaction (docs/GROUPS.md) */
+    o->compact_from = o->compact_last = -1;
     int rc = ck_log_partition_open(log, "__consumer_offsets", 0, &cfg, &o->part);
     if (!rc)
         rc = grow(o);
@@ -472,4 +480,64 @@ int ck_offsets_expire(ck_offsets_t *o, int64_t now_ms, int64_t retention_ms, ck_
     if (!rc && n)
         CK_INFO("group", "expired %d committed offsets older than %lld ms", n, (long long)retention_ms);
     return rc ? rc : n;
+}
+
+#define COMPACT_BATCH 1000
+
+int ck_offsets_compact_step(ck_offsets_t *o, int64_t min_bytes, int ratio, int64_t now_ms)
+{
+    if (o->compact_from >= 0) {
+        /* phase 2: the copy is durable, so everything before it can go */
+        if (ck_partition_durable_end(o->part) <= o->compact_last)
+            return 0;
+        int rc = ck_partition_delete_records(o->part, o->compact_from);
+        CK_INFO("group", "offsets log cleaned: start moved to %lld (%s)", (long long)o->compact_from,
+                rc ? ck_strerror(rc) : "ok");
+        o->compact_from = o->compact_last = -1;
+        return rc ? rc : 1;
+    }
+    int64_t size = ck_partition_size_bytes(o->part);
+    if (size < min_bytes || size < (int64_t)ratio * (o->live_bytes > 0 ? o->live_bytes : 1))
+        return 0;
+    /* phase 1: append the live state again, in batches */
+    ck_wbuf_t enc = CK_WBUF_INIT;
+    ck_slice_t *kv = ck_malloc(sizeof(ck_slice_t) * 2 * COMPACT_BATCH);
+    size_t *cuts = ck_malloc(sizeof(size_t) * (2 * COMPACT_BATCH + 1));
+    int rc = kv && cuts ? 0 : CK_ENOMEM;
+    int64_t first = ck_partition_log_end(o->part), last = -1;
+    size_t i = 0;
+    while (!rc && i < o->cap) {
+        int n = 0;
+        ck_wbuf_reset(&enc);
+        for (; i < o->cap && n < COMPACT_BATCH; i++) {
+            slot_t *sl = &o->slots[i];
+            if (!sl->mem)
+                continue;
+            cuts[2 * n] = enc.len;
+            encode_key(&enc, ck_slice(sl->mem, (size_t)sl->glen), ck_slice(sl->mem + sl->glen, (size_t)sl->tlen), sl->partition);
+            cuts[2 * n + 1] = enc.len;
+            encode_value(&enc, &sl->e);
+            n++;
+        }
+        if (!n)
+            break;
+        if (enc.err) {
+            rc = CK_ENOMEM;
+            break;
+        }
+        cuts[2 * n] = enc.len;
+        for (int k = 0; k < 2 * n; k++)
+            kv[k] = ck_slice(enc.data + cuts[k], cuts[k + 1] - cuts[k]);
+        rc = append_batch(o, kv, n, now_ms, &last);
+    }
+    ck_free(kv);
+    ck_free(cuts);
+    ck_wbuf_free(&enc);
+    if (rc)
+        return rc;
+    o->compact_from = first;
+    o->compact_last = last >= first ? last : first - 1;
+    CK_INFO("group", "offsets log holds %lld bytes for %ld live offsets: copied them from offset %lld",
+            (long long)size, (long)o->live, (long long)first);
+    return 1;
 }

@@ -64,6 +64,11 @@ void ck_offsets_foreach_group(ck_offsets_t *o, ck_offsets_group_fn fn, void *arg
 typedef bool (*ck_offsets_active_fn)(void *arg, ck_slice_t group);
 int ck_offsets_expire(ck_offsets_t *o, int64_t now_ms, int64_t retention_ms, ck_offsets_active_fn active,
                       void *arg, int64_t *last);
+/* Cleanup of the offsets log (docs/GROUPS.md): when the log holds more than min_bytes
+ * and more than `ratio` times the size of the live state, appends the live state again;
+ * on a later call, once that copy is durable, moves the log start to it. Call it now and
+ * then (the group timer does). Returns 1 when a step was taken, 0 if none was due. */
+int ck_offsets_compact_step(ck_offsets_t *o, int64_t min_bytes, int ratio, int64_t now_ms);
 /* Number of live (group, topic, partition) keys. */
 long ck_offsets_count(const ck_offsets_t *o);
 

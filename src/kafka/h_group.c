@@ -25,6 +25,8 @@ typedef struct park {
 static void wake(ck_broker_t *b) { ck__broker_wake_waiters(b); }
 
 #define OFFSETS_EXPIRY_EVERY_MS 60000
+#define OFFSETS_LOG_CLEAN_MIN_BYTES (64LL << 20)
+#define OFFSETS_LOG_CLEAN_RATIO 4
 
 static bool group_has_members(void *arg, ck_slice_t group)
 {
@@ -44,6 +46,8 @@ static void group_tick(ck_timer_t *t)
         b->offsets_expired_at = now;
         ck_offsets_expire(b->offsets, ck_wall_ms(), b->cfg.offsets_retention_ms, group_has_members, &b->groups, &last);
     }
+    if (b->offsets)
+        ck_offsets_compact_step(b->offsets, OFFSETS_LOG_CLEAN_MIN_BYTES, OFFSETS_LOG_CLEAN_RATIO, ck_wall_ms());
     for (ck_group_t *g = b->groups.list; g; g = g->next) {
         changed |= ck_group_expire(g, now);
         changed |= ck_group_try_complete(g, now);
