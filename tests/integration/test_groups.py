@@ -296,3 +296,49 @@ def test_kafka_python_admin_describe_list_offsets_delete(server):
         admin.close()
         if m.is_alive():
             m.finish()
+
+
+def test_kafka_python_three_members_share_six_partitions(server):
+    from kafka import KafkaConsumer
+    topic = make_topic(server)
+    group = unique_topic("kp3")
+    produce(server, topic, 60)
+    stop = threading.Event()
+    state = {}
+    seen = set()
+    lock = threading.Lock()
+
+    def run(name):
+        c = KafkaConsumer(topic, bootstrap_servers=server.bootstrap, group_id=group, client_id=name,
+                          auto_offset_reset="earliest", enable_auto_commit=False,
+                          session_timeout_ms=10000, heartbeat_interval_ms=500)
+        try:
+            while not stop.is_set():
+                recs = c.poll(timeout_ms=200)
+                with lock:
+                    for msgs in recs.values():
+                        seen.update(int(m.value) for m in msgs)
+                    state[name] = {tp.partition for tp in c.assignment()}
+                if recs:
+                    try:
+                        c.commit()
+                    except Exception:  # a commit racing a rebalance is refused; retried next poll
+                        pass
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=run, args=("kp%d" % i,), daemon=True) for i in range(3)]
+    for t in threads:
+        t.start()
+
+    def shared():
+        with lock:
+            parts = [p for s in state.values() for p in s]
+            return len(state) == 3 and all(state.values()) and sorted(parts) == list(range(PARTS))
+    try:
+        wait_for(shared, 40, 0.2, "3 kafka-python members to own 2 partitions each")
+        wait_for(lambda: len(seen) == 60, 30, 0.2, "all records consumed")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
