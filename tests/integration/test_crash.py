@@ -12,66 +12,18 @@ acknowledged (partition, offset) must hold exactly the acknowledged number.
 """
 import os
 import random
-import threading
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+import pytest
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from conftest import ck_admin, unique_topic, wait_for
+from numbered import NumberedSender
 
 KILLS = 4
 PARTITIONS = 3
-
-
-class Sender(threading.Thread):
-    def __init__(self, bootstrap, topic):
-        super().__init__(daemon=True)
-        self.topic = topic
-        self.stop_evt = threading.Event()
-        self.acked = []            # (partition, offset, number)
-        self.failed = []           # (number, error) delivery failures (allowed, just reported)
-        self.sent = 0
-        self.lock = threading.Lock()
-        self.p = Producer({
-            "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": False,
-            "retries": 1000, "retry.backoff.ms": 50, "message.timeout.ms": 25000,
-            "request.timeout.ms": 5000, "socket.timeout.ms": 5000,
-            "reconnect.backoff.ms": 20, "reconnect.backoff.max.ms": 200,
-            "linger.ms": 2, "queue.buffering.max.messages": 20000,
-            "max.in.flight.requests.per.connection": 5,
-        })
-
-    def _dr(self, err, msg):
-        n = int(msg.value())
-        with self.lock:
-            if err is None:
-                self.acked.append((msg.partition(), msg.offset(), n))
-            else:
-                self.failed.append((n, str(err)))
-
-    def acked_count(self):
-        with self.lock:
-            return len(self.acked)
-
-    def run(self):
-        n = 0
-        while not self.stop_evt.is_set():
-            try:
-                self.p.produce(self.topic, value=str(n).encode(), partition=n % PARTITIONS,
-                               on_delivery=self._dr)
-                n += 1
-                self.sent = n
-            except BufferError:
-                self.p.poll(0.05)
-                continue
-            self.p.poll(0)
-            if n % 20 == 0:
-                self.p.poll(0.01)    # keep the rate bounded (<= ~2000 records/s)
-        self.p.flush(40)
-
-
-import pytest
 
 
 @pytest.mark.parametrize("how", ["sigkill", "sigterm"])
@@ -88,7 +40,7 @@ def test_acked_records_survive_sigkill(fresh_server, how):
     fs[topic].result(timeout=20)
 
     t0 = time.monotonic()
-    sender = Sender(srv.bootstrap, topic)
+    sender = NumberedSender(srv.bootstrap, topic, PARTITIONS, **{"retries": 1000, "message.timeout.ms": 25000})
     sender.start()
     try:
         for k in range(KILLS):

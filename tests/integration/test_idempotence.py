@@ -4,13 +4,13 @@ across SIGKILLs: every acknowledged record is stored exactly once, at its offset
 """
 import os
 import random
-import threading
 import time
 
 import pytest
 
 import kafka_raw as kr
 from conftest import ck_admin, unique_topic, wait_for
+from numbered import NumberedSender
 
 
 def rec(i):
@@ -176,60 +176,6 @@ KILLS = 3
 PARTITIONS = 3
 
 
-class Sender(threading.Thread):
-    def __init__(self, bootstrap, topic):
-        from confluent_kafka import Producer
-        super().__init__(daemon=True)
-        self.topic = topic
-        self.stop_evt = threading.Event()
-        self.acked = []   # (partition, offset, number)
-        self.failed = []  # (number, error)
-        self.fatal = []
-        self.sent = 0
-        self.lock = threading.Lock()
-        self.p = Producer({
-            "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-            "message.timeout.ms": 30000, "request.timeout.ms": 5000, "socket.timeout.ms": 5000,
-            "retry.backoff.ms": 50, "reconnect.backoff.ms": 20, "reconnect.backoff.max.ms": 200,
-            "linger.ms": 2, "queue.buffering.max.messages": 20000,
-            "max.in.flight.requests.per.connection": 5,
-            "error_cb": self._err,
-        })
-
-    def _err(self, err):
-        if err.fatal():
-            with self.lock:
-                self.fatal.append(str(err))
-
-    def _dr(self, err, msg):
-        n = int(msg.value())
-        with self.lock:
-            if err is None:
-                self.acked.append((msg.partition(), msg.offset(), n))
-            else:
-                self.failed.append((n, str(err)))
-
-    def acked_count(self):
-        with self.lock:
-            return len(self.acked)
-
-    def run(self):
-        n = 0
-        while not self.stop_evt.is_set():
-            try:
-                self.p.produce(self.topic, value=str(n).encode(), partition=n % PARTITIONS,
-                               on_delivery=self._dr)
-                n += 1
-                self.sent = n
-            except BufferError:
-                self.p.poll(0.05)
-                continue
-            self.p.poll(0)
-            if n % 20 == 0:
-                self.p.poll(0.01)
-        self.p.flush(35)
-
-
 def test_librdkafka_exactly_once_across_sigkills(fresh_server):
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
     from confluent_kafka.admin import NewTopic
@@ -243,7 +189,7 @@ def test_librdkafka_exactly_once_across_sigkills(fresh_server):
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)], request_timeout=15)[topic].result(timeout=20)
 
     t0 = time.monotonic()
-    sender = Sender(srv.bootstrap, topic)
+    sender = NumberedSender(srv.bootstrap, topic, PARTITIONS, **{"enable.idempotence": True, "message.timeout.ms": 30000})
     sender.start()
     try:
         for k in range(KILLS):
