@@ -341,12 +341,11 @@ static int fetch_attempt(ck_broker_t *b, ck_kreq_t *req, bool final)
         b->fetch_requests++;
         rc = req->conn && build_response(b, req, st, &data, res) ? CK_H_CLOSE : CK_H_DONE;
     }
-    if (data.cap <= SCRATCH_KEEP) {
-        ck_wbuf_free(&b->scratch);
+    /* the buffer goes back unless the reply took it (then req_free returns it) */
+    if (data.cap && data.cap <= SCRATCH_KEEP)
         b->scratch = data;
-    } else {
+    else
         ck_wbuf_free(&data);
-    }
     return rc;
 }
 

@@ -126,7 +126,7 @@ static void join_reply(ck_kreq_t *req, ck_group_t *g, ck_gmember_t *m, int16_t e
                 rm->member_id = ck__strdup(req, o->id);
                 rm->group_instance_id = o->instance_id ? ck__strdup(req, o->instance_id) : CK_SLICE_NULL;
                 ck_slice_t meta = ck_group_member_meta(g, o);
-                rm->metadata = ck_slice(ck_arena_memdup(&req->arena, meta.len > 0 ? meta.ptr : (const uint8_t *)"", (size_t)meta.len), (size_t)meta.len);
+                rm->metadata = ck__bytesdup(req, meta.ptr, (size_t)meta.len);
             }
         }
     } else {
@@ -279,7 +279,7 @@ static void sync_reply(ck_kreq_t *req, ck_group_t *g, ck_gmember_t *m, int16_t e
     if (!err && g && m) {
         resp.protocol_type = ck__strdup(req, g->protocol_type ? g->protocol_type : "");
         resp.protocol_name = ck__strdup(req, g->protocol ? g->protocol : "");
-        resp.assignment = ck_slice(ck_arena_memdup(&req->arena, m->assignment ? m->assignment : (const uint8_t *)"", (size_t)m->alen), (size_t)m->alen);
+        resp.assignment = ck__bytesdup(req, m->assignment, (size_t)m->alen);
     } else {
         resp.assignment = ck_slice("", 0);
     }
@@ -490,8 +490,8 @@ int ck__h_describe_groups(ck_broker_t *b, ck_kreq_t *req, ck_rbuf_t *r)
             dm->client_id = ck__strdup(req, m->client_id ? m->client_id : "");
             dm->client_host = ck__strdup(req, m->client_host ? m->client_host : "");
             ck_slice_t meta = ck_group_member_meta(g, m);
-            dm->member_metadata = ck_slice(ck_arena_memdup(&req->arena, meta.len > 0 ? meta.ptr : (const uint8_t *)"", (size_t)meta.len), (size_t)meta.len);
-            dm->member_assignment = ck_slice(ck_arena_memdup(&req->arena, m->assignment ? m->assignment : (const uint8_t *)"", (size_t)m->alen), (size_t)m->alen);
+            dm->member_metadata = ck__bytesdup(req, meta.ptr, (size_t)meta.len);
+            dm->member_assignment = ck__bytesdup(req, m->assignment, (size_t)m->alen);
         }
     }
     ck_kafka_describe_groups_response_encode(&req->resp, req->api_version, &resp);

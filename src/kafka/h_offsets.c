@@ -189,10 +189,9 @@ static void add_fetched(void *arg, ck_slice_t topic, int32_t partition, const ck
         l->cap = cap;
     }
     /* copy out of the store: a later commit in this loop turn may replace the entry */
-    ck_slice_t t = ck_slice(ck_arena_memdup(&l->req->arena, topic.ptr, (size_t)topic.len), (size_t)topic.len);
-    ck_slice_t m = e && e->metadata.len > 0
-                       ? ck_slice(ck_arena_memdup(&l->req->arena, e->metadata.ptr, (size_t)e->metadata.len), (size_t)e->metadata.len)
-                       : (e && e->metadata.len == 0 ? ck_slice("", 0) : CK_SLICE_NULL);
+    ck_slice_t t = ck__bytesdup(l->req, topic.ptr, (size_t)topic.len);
+    ck_slice_t m = e && e->metadata.len >= 0 ? ck__bytesdup(l->req, e->metadata.ptr, (size_t)e->metadata.len)
+                                             : CK_SLICE_NULL;
     l->items[l->n++] = (fetched_t){t, partition, e ? e->offset : -1, e ? e->leader_epoch : -1, e ? m : ck_slice("", 0)};
 }
 

@@ -42,6 +42,14 @@ static inline ck_slice_t ck__strdup(ck_kreq_t *req, const char *s)
     return p ? (ck_slice_t){(const uint8_t *)p, (int32_t)n} : CK_SLICE_NULL;
 }
 
+/* A copy of n bytes in the request arena, as a slice (empty, not null, for n = 0): for
+ * reply fields whose source may change before the reply is written. */
+static inline ck_slice_t ck__bytesdup(ck_kreq_t *req, const void *p, size_t n)
+{
+    void *d = ck_arena_memdup(&req->arena, n ? p : "", n);
+    return d ? ck_slice(d, n) : CK_SLICE_NULL;
+}
+
 static inline int16_t ck__partition_error(const ck_topic_t *t, int32_t p)
 {
     return (t && p >= 0 && p < t->npart) ? 0 : KERR_UNKNOWN_TOPIC_OR_PARTITION;
