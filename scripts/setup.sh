@@ -4,8 +4,10 @@
 #   scripts/setup.sh            # install what is missing (fast no-op when all is present)
 #   SETUP_FORCE=1 scripts/setup.sh   # re-check everything, ignore the stamp
 #
-# Sources: Debian apt packages only, plus kafkajs from the npm registry (for the
-# JS integration test, into tests/integration/js/node_modules).
+# Sources: Debian apt packages only, plus two packages from the npm registry: kafkajs
+# (for the JS integration test, into tests/integration/js/node_modules) and DuckDB
+# (the shared library and its C header, checksummed, into third_party/duckdb; the folder
+# can be moved with CK_DUCKDB_DIR, which is also the CMake variable that finds it).
 # Works as root without sudo, without a TTY; idempotent.
 set -euo pipefail
 
@@ -16,6 +18,18 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 JS_DIR="$ROOT/tests/integration/js"
 KAFKAJS_VERSION="2.2.4"
 PY=/usr/bin/python3
+
+# DuckDB, from npm tarballs pinned by sha256: the prebuilt library ships in the node
+# bindings package, the matching C header in the duckdb package's source tree.
+DUCKDB_DIR="${CK_DUCKDB_DIR:-$ROOT/third_party/duckdb}"
+DUCKDB_VERSION="1.4.4-r.1"
+DUCKDB_LIB_PKG="@duckdb/node-bindings-linux-x64@1.4.4-r.1"
+DUCKDB_LIB_SHA256="8ac460b152cd05a95065a414879bb09e40534b1fb7a80a7afe6969b6ce039029"
+DUCKDB_LIB_PATH="package/libduckdb.so"
+DUCKDB_HDR_PKG="duckdb@1.4.4"
+DUCKDB_HDR_SHA256="5bb967dcbcd517670ba5f169f238fb9d6787e53752c60ebe24386169d76941ed"
+DUCKDB_HDR_PATH="package/src/duckdb/src/include/duckdb.h"
+DUCKDB_MARKER="$DUCKDB_DIR/VERSION"
 
 die()  { echo "setup.sh: ERROR: $*" >&2; exit 1; }
 warn() { echo "setup.sh: warning: $*" >&2; }
@@ -30,6 +44,8 @@ PKGS=(
   liblz4-dev=1.9.4-1
   libzstd-dev=1.5.4+dfsg2-5
   librdkafka-dev=2.0.2-1
+  libmicrohttpd-dev=0.9.75-6
+  libjansson-dev=2.14-2
   libtomlplusplus-dev=3.3.0+ds-1
   kcat=1.7.1-2
   python3 python3-pytest python3-pytest-timeout
@@ -85,11 +101,23 @@ kafkajs_ok() {
   [ "$v" = "$KAFKAJS_VERSION" ] && (cd "$JS_DIR" && node -e "require('kafkajs')" >/dev/null 2>&1)
 }
 
+# The marker records the version, both tarball checksums and the installed files' sizes;
+# the files are trusted as long as it matches (a truncated copy changes the size).
+duckdb_marker() {
+  printf '%s %s %s %s %s\n' "$DUCKDB_VERSION" "$DUCKDB_LIB_SHA256" "$DUCKDB_HDR_SHA256" \
+    "$(stat -c %s "$DUCKDB_DIR/lib/libduckdb.so" 2>/dev/null)" \
+    "$(stat -c %s "$DUCKDB_DIR/include/duckdb.h" 2>/dev/null)"
+}
+duckdb_ok() {
+  [ -f "$DUCKDB_DIR/lib/libduckdb.so" ] && [ -f "$DUCKDB_DIR/include/duckdb.h" ] \
+    && [ -f "$DUCKDB_MARKER" ] && [ "$(cat "$DUCKDB_MARKER")" = "$(duckdb_marker)" ]
+}
+
 # ---------------------------------------------------------------- fast path
 KEY="$(stamp_key)"
 if [ -z "${SETUP_FORCE:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$KEY" ] \
-   && [ -z "$(missing_pkgs)" ] && kafkajs_ok; then
-  echo "setup.sh: ok: all ${#PKGS[@]} Debian packages present, kafkajs $KAFKAJS_VERSION present (stamp)"
+   && [ -z "$(missing_pkgs)" ] && kafkajs_ok && duckdb_ok; then
+  echo "setup.sh: ok: all ${#PKGS[@]} Debian packages present, kafkajs $KAFKAJS_VERSION present, duckdb $DUCKDB_VERSION present (stamp)"
   exit 0
 fi
 
@@ -171,5 +199,42 @@ if ! kafkajs_ok; then
   NPM_DONE="installed"
 fi
 
+# ---------------------------------------------------------------- duckdb (npm)
+# npm pack downloads a package's registry tarball unchanged, so its sha256 is the pinned
+# one; only the two files we need are extracted. Each file is renamed into place (a build
+# running meanwhile sees the old file or the new one, never half of one), the marker last.
+DUCKDB_DONE="present"
+if ! duckdb_ok; then
+  log "fetching duckdb $DUCKDB_VERSION ($DUCKDB_LIB_PKG, $DUCKDB_HDR_PKG) into $DUCKDB_DIR"
+  DUCKDB_TMP="$(mktemp -d "${TMPDIR:-/tmp}/chronik-duckdb.XXXXXX")" || die "cannot create a temporary folder"
+  trap 'rm -rf "$DUCKDB_TMP"' EXIT
+  fetch_tgz() { # spec sha256 -> prints the tarball path
+    local spec="$1" want="$2" name have
+    name="$(cd "$DUCKDB_TMP" && npm pack --silent --loglevel=error "$spec" 2>"$DUCKDB_TMP/npm.log" | tail -n 1)" \
+      || die "npm pack $spec failed (is the npm registry reachable?): $(tail -n 5 "$DUCKDB_TMP/npm.log")"
+    [ -n "$name" ] && [ -f "$DUCKDB_TMP/$name" ] || die "npm pack $spec produced no tarball (printed: '$name')"
+    have="$(sha256sum "$DUCKDB_TMP/$name" | cut -d' ' -f1)"
+    [ "$have" = "$want" ] || die "checksum mismatch for $spec: sha256 $have, expected $want"
+    echo "$DUCKDB_TMP/$name"
+  }
+  LIB_TGZ="$(fetch_tgz "$DUCKDB_LIB_PKG" "$DUCKDB_LIB_SHA256")" || exit 1
+  HDR_TGZ="$(fetch_tgz "$DUCKDB_HDR_PKG" "$DUCKDB_HDR_SHA256")" || exit 1
+  tar -xzf "$LIB_TGZ" -C "$DUCKDB_TMP" "$DUCKDB_LIB_PATH" || die "$DUCKDB_LIB_PKG has no $DUCKDB_LIB_PATH"
+  tar -xzf "$HDR_TGZ" -C "$DUCKDB_TMP" "$DUCKDB_HDR_PATH" || die "$DUCKDB_HDR_PKG has no $DUCKDB_HDR_PATH"
+  mkdir -p "$DUCKDB_DIR/lib" "$DUCKDB_DIR/include" || die "cannot create $DUCKDB_DIR"
+  rm -f "$DUCKDB_MARKER"
+  install -m 0755 "$DUCKDB_TMP/$DUCKDB_LIB_PATH" "$DUCKDB_DIR/lib/.libduckdb.so.new" \
+    && mv -f "$DUCKDB_DIR/lib/.libduckdb.so.new" "$DUCKDB_DIR/lib/libduckdb.so" \
+    || die "cannot install $DUCKDB_DIR/lib/libduckdb.so"
+  install -m 0644 "$DUCKDB_TMP/$DUCKDB_HDR_PATH" "$DUCKDB_DIR/include/.duckdb.h.new" \
+    && mv -f "$DUCKDB_DIR/include/.duckdb.h.new" "$DUCKDB_DIR/include/duckdb.h" \
+    || die "cannot install $DUCKDB_DIR/include/duckdb.h"
+  duckdb_marker > "$DUCKDB_MARKER" || die "cannot write $DUCKDB_MARKER"
+  rm -rf "$DUCKDB_TMP"
+  trap - EXIT
+  duckdb_ok || die "duckdb in $DUCKDB_DIR does not check out after install"
+  DUCKDB_DONE="installed"
+fi
+
 mkdir -p "$STAMP_DIR" && echo "$KEY" > "$STAMP"
-echo "setup.sh: ok: ${#PKGS[@]} Debian packages present (installed now: ${#INSTALLED_NOW[@]}${INSTALLED_NOW:+: ${INSTALLED_NOW[*]}}), node $(node --version), kcat $(kcat -V 2>&1 | awk '/^Version/ {print $2}'), kafkajs $KAFKAJS_VERSION $NPM_DONE${OPT_MISSING:+, optional missing: ${OPT_MISSING[*]}}"
+echo "setup.sh: ok: ${#PKGS[@]} Debian packages present (installed now: ${#INSTALLED_NOW[@]}${INSTALLED_NOW:+: ${INSTALLED_NOW[*]}}), node $(node --version), kcat $(kcat -V 2>&1 | awk '/^Version/ {print $2}'), kafkajs $KAFKAJS_VERSION $NPM_DONE, duckdb $DUCKDB_VERSION $DUCKDB_DONE${OPT_MISSING:+, optional missing: ${OPT_MISSING[*]}}"
