@@ -19,7 +19,7 @@ seconds=$2
 here=$(cd "$(dirname "$0")" && pwd)
 
 # target:seed-corpus pairs
-targets="fuzz_request:request fuzz_records:records"
+targets="fuzz_request:request fuzz_records:records fuzz_jsonscan:jsonscan"
 
 # Workers fork children with their own sanitizers; keep reports symbolized and complete.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_may_return_null=1}

@@ -26,7 +26,7 @@ if ! CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug 
     exit 1
 fi
 jobs=$(nproc 2>/dev/null || echo 2)
-if ! cmake --build "$build" -j"$jobs" --target fuzz_request fuzz_records; then
+if ! cmake --build "$build" -j"$jobs" --target fuzz_request fuzz_records fuzz_jsonscan; then
     echo "fuzz smoke: build failed" >&2
     exit 1
 fi
