@@ -46,15 +46,24 @@ struct ck_pid;
 int ck_broker_set_pids(ck_broker_t *b, struct ck_pid *pids);
 /* Called on the loop thread after the log's flusher advanced durable offsets. */
 void ck_broker_on_durable(ck_broker_t *b);
+/* Topics were created or deleted outside the Kafka protocol (HTTP): parked requests
+ * re-check the topics they wait on. */
+void ck_broker_topics_changed(ck_broker_t *b);
 /* Graceful stop, step 1: close listeners and stop reading new requests. */
 void ck_broker_stop_accepting(ck_broker_t *b);
 /* Number of requests still being processed or waiting to be written. */
 int ck_broker_inflight(const ck_broker_t *b);
 typedef struct ck_broker_stats {
     uint64_t produce_requests, fetch_requests, bytes_in, bytes_out;
+    uint64_t produced_bytes, produced_records, fetched_bytes;
     int connections, inflight;
 } ck_broker_stats_t;
 void ck_broker_stats(const ck_broker_t *b, ck_broker_stats_t *out);
+
+/* Prometheus histogram chronik_kafka_request_duration_seconds{api=...} of the APIs seen
+ * so far. Any thread. */
+struct ck_wbuf;
+void ck_broker_render_latency(ck_broker_t *b, struct ck_wbuf *out);
 
 /* Closes every connection and frees the broker. */
 void ck_broker_free(ck_broker_t *b);

@@ -2,6 +2,8 @@
 #ifndef CK_KAFKA_BROKER_INT_H
 #define CK_KAFKA_BROKER_INT_H
 
+#include <pthread.h>
+
 #include "core/arena.h"
 #include "core/buf.h"
 #include "group/groups.h"
@@ -30,7 +32,13 @@ typedef struct ck_kcut {
     size_t len;
 } ck_kcut_t;
 
+#define CK_LAT_KEYS 70
+#define CK_LAT_BUCKETS 14
+/* upper bounds in seconds of the latency histogram buckets */
+extern const double ck__lat_bounds[CK_LAT_BUCKETS];
+
 struct ck_kreq {
+    int64_t start_us;     /* arrival, for the latency histogram */
     ck_kconn_t *conn;     /* NULL once the connection went away (the request is orphaned) */
     ck_kreq_t *next;      /* connection queue, in arrival order */
     int16_t api_key, api_version;
@@ -102,6 +110,13 @@ struct ck_broker {
     struct ck__idem *idem;    /* per-partition producer state, owned */
     /* counters */
     uint64_t produce_requests, fetch_requests, bytes_in, bytes_out;
+    uint64_t produced_bytes, produced_records, fetched_bytes;
+    /* request latency (arrival to reply queued) per API key, CK_LAT_BUCKETS + overflow;
+     * written on the loop thread, read under lat_mu by other threads */
+    pthread_mutex_t lat_mu;
+    uint64_t lat_hist[CK_LAT_KEYS][CK_LAT_BUCKETS + 1];
+    uint64_t lat_count[CK_LAT_KEYS];
+    double lat_sum[CK_LAT_KEYS];
 };
 
 /* Marks req complete (response in req->resp) and writes out what is ready. */

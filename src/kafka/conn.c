@@ -199,6 +199,8 @@ static void run_waiters(ck_broker_t *b, bool only_timeouts)
 void ck__broker_wake_waiters(ck_broker_t *b) { run_waiters(b, false); }
 void ck_broker_on_durable(ck_broker_t *b) { run_waiters(b, false); }
 
+void ck_broker_topics_changed(ck_broker_t *b) { ck__broker_wake_waiters(b); }
+
 static void wait_timer_cb(ck_timer_t *t) { run_waiters(t->data, true); }
 
 /* ---- output ---- */
@@ -280,9 +282,59 @@ static int conn_flush(ck_kconn_t *c)
     return 0;
 }
 
+const double ck__lat_bounds[CK_LAT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                               0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+
+static void record_latency(ck_broker_t *b, ck_kreq_t *r)
+{
+    if (r->api_key < 0 || r->api_key >= CK_LAT_KEYS || !r->start_us)
+        return;
+    double s = (double)((ck_mono_ns() / 1000) - r->start_us) / 1e6;
+    int i = 0;
+    while (i < CK_LAT_BUCKETS && s > ck__lat_bounds[i])
+        i++;
+    pthread_mutex_lock(&b->lat_mu);
+    b->lat_hist[r->api_key][i]++;
+    b->lat_count[r->api_key]++;
+    b->lat_sum[r->api_key] += s;
+    pthread_mutex_unlock(&b->lat_mu);
+}
+
+void ck_broker_render_latency(ck_broker_t *b, ck_wbuf_t *out)
+{
+    static const char hdr[] = "# HELP chronik_kafka_request_duration_seconds Kafka request latency, arrival to reply.\n"
+                              "# TYPE chronik_kafka_request_duration_seconds histogram\n";
+    ck_wr_bytes(out, hdr, sizeof(hdr) - 1);
+    char line[256];
+    pthread_mutex_lock(&b->lat_mu);
+    for (int k = 0; k < CK_LAT_KEYS; k++) {
+        if (!b->lat_count[k])
+            continue;
+        const ck_kafka_api_t *api = ck_kafka_api_find((int16_t)k);
+        const char *name = api ? api->name : "unknown";
+        uint64_t cum = 0;
+        for (int i = 0; i <= CK_LAT_BUCKETS; i++) {
+            cum += b->lat_hist[k][i];
+            int n = i < CK_LAT_BUCKETS
+                        ? snprintf(line, sizeof(line), "chronik_kafka_request_duration_seconds_bucket{api=\"%s\",le=\"%g\"} %llu\n",
+                                   name, ck__lat_bounds[i], (unsigned long long)cum)
+                        : snprintf(line, sizeof(line), "chronik_kafka_request_duration_seconds_bucket{api=\"%s\",le=\"+Inf\"} %llu\n",
+                                   name, (unsigned long long)cum);
+            ck_wr_bytes(out, line, (size_t)n);
+        }
+        int n = snprintf(line, sizeof(line), "chronik_kafka_request_duration_seconds_sum{api=\"%s\"} %.6f\n"
+                                             "chronik_kafka_request_duration_seconds_count{api=\"%s\"} %llu\n",
+                         name, b->lat_sum[k], name, (unsigned long long)b->lat_count[k]);
+        if (n > 0 && (size_t)n < sizeof(line))
+            ck_wr_bytes(out, line, (size_t)n);
+    }
+    pthread_mutex_unlock(&b->lat_mu);
+}
+
 void ck__kreq_finish(ck_broker_t *b, ck_kreq_t *r)
 {
     r->done = true;
+    record_latency(b, r);
     if (!r->noresp) {
         /* patch the size prefix */
         ck_put_u32(r->resp.data, (uint32_t)(ck__kreq_len(r) - 4));
@@ -310,6 +362,7 @@ static void dispatch(ck_kconn_t *c, ck_kreq_t *r)
     int16_t key = ck_get_u16(r->frame) , ver = (int16_t)ck_get_u16(r->frame + 2);
     r->api_key = key;
     r->api_version = ver;
+    r->start_us = (ck_mono_ns() / 1000);
     r->correlation_id = (int32_t)ck_get_u32(r->frame + 4);
     const ck_served_api_t *api = ck__served_api(key);
     bool unsupported = !api || ver < api->min_version || ver > api->max_version;
@@ -629,6 +682,7 @@ int ck_broker_new(ck_loop_t *loop, ck_log_t *log, ck_topics_t *topics, const ck_
     b->cfg.cluster_id = b->cluster_id;
     b->accepting = true;
     b->next_session_id = 1;
+    pthread_mutex_init(&b->lat_mu, NULL);
     ck_timer_init(&b->wait_timer, wait_timer_cb, b);
     ck_timer_init(&b->idle_timer, idle_timer_cb, b);
     ck_timer_init(&b->sweep_timer, sweep_timer_cb, b);
@@ -683,6 +737,9 @@ void ck_broker_stats(const ck_broker_t *b, ck_broker_stats_t *out)
     out->fetch_requests = b->fetch_requests;
     out->bytes_in = b->bytes_in;
     out->bytes_out = b->bytes_out;
+    out->produced_bytes = b->produced_bytes;
+    out->produced_records = b->produced_records;
+    out->fetched_bytes = b->fetched_bytes;
     out->connections = b->nconns;
     out->inflight = b->inflight;
 }

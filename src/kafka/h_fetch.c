@@ -221,6 +221,8 @@ static size_t read_all(ck_broker_t *b, ck_kreq_t *req, fetch_state_t *st, ck_wbu
                 n = rc < 0 ? rc : (int64_t)(data->len - rr->off);
             }
         }
+        if (n > 0)
+            b->fetched_bytes += (uint64_t)n;
         if (n < 0) {
             rr->error = n == CK_ERANGE ? KERR_OFFSET_OUT_OF_RANGE : KERR_KAFKA_STORAGE_ERROR;
             data->len = rr->off;

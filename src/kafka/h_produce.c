@@ -253,6 +253,8 @@ static int16_t append_partition(ck_broker_t *b, ck_kreq_t *req, ck_topic_t *t, i
             out->error_message = ck__str("The partition cannot write to disk");
         } else {
             out->base_offset = base;
+            b->produced_bytes += len;
+            b->produced_records += (uint64_t)(last - base + 1);
             out->log_append_time_ms = t->log_append_time ? now : -1;
             out->log_start_offset = ck_partition_log_start(t->parts[pidx]);
             *last_offset = last;

@@ -45,6 +45,11 @@ static const setting_t settings[] = {
     {"node-id", 0, {"CHRONIK_NODE_ID"}, "node_id", T_INT, OFF(node_id), "broker id (1)"},
     {"socket-request-max-bytes", 0, {"CHRONIK_SOCKET_REQUEST_MAX_BYTES"}, "socket_request_max_bytes", T_LONG, OFF(max_request_bytes), "largest request (104857600)"},
     {"connections-max-idle-ms", 0, {"CHRONIK_CONNECTIONS_MAX_IDLE_MS"}, "connections_max_idle_ms", T_LONG, OFF(idle_ms), "idle connection timeout (600000)"},
+    {"hot-buffer-max-records", 0, {"CHRONIK_HOT_BUFFER_MAX_RECORDS"}, "hot_buffer_max_records", T_LONG, OFF(hot_max_records), "SQL hot rows per partition before a Parquet file (100000)"},
+    {"columnar-flush-interval-ms", 0, {"CHRONIK_COLUMNAR_FLUSH_INTERVAL_MS"}, "columnar_flush_interval_ms", T_LONG, OFF(columnar_flush_ms), "hot rows older than this go to Parquet (30000)"},
+    {"query-timeout-secs", 0, {"CHRONIK_QUERY_TIMEOUT_SECS"}, "query_timeout_secs", T_LONG, OFF(query_timeout_secs), "default SQL timeout (30)"},
+    {"api-max-body-bytes", 0, {"CHRONIK_API_MAX_BODY_BYTES"}, "api_max_body_bytes", T_LONG, OFF(api_max_body_bytes), "largest HTTP request body (16777216)"},
+    {"sql-memory-limit", 0, {"CHRONIK_SQL_MEMORY_LIMIT"}, "sql_memory_limit", T_STR, OFF(sql_memory_limit), "DuckDB memory limit, e.g. 4GB (DuckDB's default)"},
     {"offsets-retention-minutes", 0, {"CHRONIK_OFFSETS_RETENTION_MINUTES"}, "offsets_retention_minutes", T_LONG, OFF(offsets_retention_minutes), "committed offsets of empty groups kept (10080)"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -74,6 +79,10 @@ static void defaults(ck_settings_t *s)
     s->max_request_bytes = 104857600;
     s->idle_ms = 600000;
     s->offsets_retention_minutes = 10080;
+    s->hot_max_records = 100000;
+    s->columnar_flush_ms = 30000;
+    s->query_timeout_secs = 30;
+    s->api_max_body_bytes = 16777216;
 }
 
 static int parse_long(const char *v, long long lo, long long hi, long long *out)

@@ -27,6 +27,11 @@ typedef struct ck_settings {
     int64_t idle_ms;
     int64_t offsets_retention_minutes;
     char config_file[1024];
+    int64_t hot_max_records;      /* per partition before a Parquet file is written */
+    int64_t columnar_flush_ms;    /* hot rows older than this are written to Parquet */
+    int64_t query_timeout_secs;   /* default timeout_secs of /_sql */
+    int64_t api_max_body_bytes;   /* largest HTTP request body */
+    char sql_memory_limit[32];    /* DuckDB memory_limit ("" = DuckDB's default) */
 } ck_settings_t;
 
 enum { CK_CMD_START, CK_CMD_VERSION, CK_CMD_HELP };

@@ -6,6 +6,7 @@
  * fsync of everything, and exit 0. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,19 +19,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "columnar/columnar.h"
+#include "columnar/sql.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/logging.h"
 #include "kafka/broker.h"
 #include "group/offsets.h"
+#include "index/indexer.h"
 #include "log/log.h"
 #include "log/topics.h"
 #include "net/loop.h"
+#include "server/api.h"
 #include "server/config.h"
 #include "server/metrics.h"
 #include "txn/pid.h"
 
 #define SHUTDOWN_GRACE_MS 10000
+#define INDEX_POLL_MS 20
 
 typedef struct server {
     ck_settings_t cfg;
@@ -42,7 +48,13 @@ typedef struct server {
     ck_topics_t *topics;
     ck_broker_t *broker;
     ck_metrics_t *metrics;
+    ck_sql_db_t *sql;
+    ck_columnar_t *columnar;
+    ck_indexer_t *indexer;
+    ck_api_t *api;
     ck_wakeup_t durable;
+    ck_wakeup_t kick; /* an indexer worker wants more data */
+    ck_timer_t index_timer;
     ck_watch_t sigw;
     ck_timer_t drain;
     int64_t stop_deadline;
@@ -56,6 +68,24 @@ static void on_durable(ck_wakeup_t *wk)
     server_t *s = wk->data;
     if (s->broker)
         ck_broker_on_durable(s->broker);
+    if (s->indexer)
+        ck_indexer_poll(s->indexer);
+}
+
+static void on_kick_thread(void *arg) { ck_wakeup_signal(arg); }
+
+static void on_kick(ck_wakeup_t *wk)
+{
+    server_t *s = wk->data;
+    if (s->indexer)
+        ck_indexer_poll(s->indexer);
+}
+
+static void on_index_timer(ck_timer_t *t)
+{
+    server_t *s = t->data;
+    ck_indexer_poll(s->indexer);
+    ck_timer_start(s->loop, t, ck_mono_ms() + INDEX_POLL_MS);
 }
 
 static void drain_check(ck_timer_t *t)
@@ -85,6 +115,7 @@ static void on_signal(ck_watch_t *w, int events)
         }
         CK_INFO("server", "received %s, shutting down", strsignal((int)si.ssi_signo));
         s->stopping = true;
+        ck_api_close_calls(s->api);
         ck_broker_stop_accepting(s->broker);
         s->stop_deadline = ck_mono_ms() + SHUTDOWN_GRACE_MS;
         ck_timer_init(&s->drain, drain_check, s);
@@ -96,6 +127,18 @@ static void on_signal(ck_watch_t *w, int events)
 /* Tears down whatever was opened, in reverse order; the logs' close runs the final fsync. */
 static void close_parts(server_t *s)
 {
+    ck_api_stop(s->api);
+    s->api = NULL;
+    if (s->indexer) {
+        ck_timer_stop(s->loop, &s->index_timer);
+        ck_indexer_free(s->indexer);
+        ck_wakeup_close(s->loop, &s->kick);
+    }
+    s->indexer = NULL;
+    ck_columnar_free(s->columnar);
+    s->columnar = NULL;
+    ck_sql_db_close(s->sql);
+    s->sql = NULL;
     ck_metrics_stop(s->metrics);
     ck_broker_free(s->broker);
     ck_pid_close(s->pids);
@@ -138,6 +181,55 @@ static int mkdir_p(const char *path)
             *p = '/';
         }
     return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* DuckDB, the columnar capability, the indexer and the HTTP API. */
+static int start_sql(server_t *s)
+{
+    ck_settings_t *c = &s->cfg;
+    char dir[PATH_MAX + 32], abs[PATH_MAX];
+    if (!realpath(c->data_dir, abs)) {
+        CK_ERROR("server", "cannot resolve the data folder %s: %s", c->data_dir, strerror(errno));
+        return CK_EIO;
+    }
+    snprintf(dir, sizeof(dir), "%s/columnar", abs);
+    if (mkdir_p(dir) < 0) {
+        CK_ERROR("server", "cannot create %s: %s", dir, strerror(errno));
+        return CK_EIO;
+    }
+    char err[512] = "";
+    int rc = ck_sql_db_open(dir, c->sql_memory_limit[0] ? c->sql_memory_limit : NULL, &s->sql, err, sizeof(err));
+    if (rc) {
+        CK_ERROR("server", "cannot open DuckDB: %s", err);
+        return rc;
+    }
+    ck_columnar_config_t cc = {dir, c->hot_max_records, c->columnar_flush_ms, 50};
+    rc = ck_columnar_new(&cc, ck_sql_db_duckdb(s->sql), &s->columnar);
+    if (!rc)
+        rc = ck_indexer_new(s->topics, &s->indexer);
+    if (!rc)
+        rc = ck_wakeup_init(s->loop, &s->kick, on_kick, s);
+    if (!rc) {
+        ck_indexer_set_kick(s->indexer, on_kick_thread, &s->kick);
+        rc = ck_indexer_add(s->indexer, &ck_columnar_ops, s->columnar);
+    }
+    if (rc) {
+        CK_ERROR("server", "cannot start the indexer: %s", ck_strerror(rc));
+        return rc;
+    }
+    ck_timer_init(&s->index_timer, on_index_timer, s);
+    ck_timer_start(s->loop, &s->index_timer, ck_mono_ms());
+    ck_api_deps_t d = {s->loop, s->broker, s->topics, s->indexer, s->columnar, s->sql, c->default_partitions,
+                       c->query_timeout_secs * 1000};
+    const char *msg = "";
+    int port = 0;
+    rc = ck_api_start(&d, c->api_bind, c->api_port, (size_t)c->api_max_body_bytes, &s->api, &port, &msg);
+    if (rc) {
+        CK_ERROR("server", "cannot listen on %s:%d for HTTP: %s", c->api_bind, c->api_port, msg);
+        return rc;
+    }
+    CK_INFO("server", "HTTP API on %s:%d (/_sql, /topics, /health, /metrics)", c->api_bind, port);
+    return 0;
 }
 
 static int run(server_t *s)
@@ -223,6 +315,11 @@ static int run(server_t *s)
         if (ck_broker_listen(s->broker, "::", port, NULL, &m6) != 0)
             CK_DEBUG("server", "no IPv6 listener: %s", m6);
     }
+    rc = start_sql(s);
+    if (rc) {
+        close_parts(s);
+        return 1;
+    }
     if (c->metrics_port) {
         rc = ck_metrics_start(s->loop, c->bind, c->metrics_port, s->broker, s->topics, &s->metrics, &msg);
         if (rc) {
@@ -230,6 +327,7 @@ static int run(server_t *s)
             close_parts(s);
             return 1;
         }
+        ck_metrics_set_extra(s->metrics, ck_api_metrics, s->api);
         CK_INFO("server", "metrics on %s:%d (/metrics, /health, /ready)", c->bind, c->metrics_port);
     }
 

@@ -20,7 +20,15 @@ struct ck_metrics {
     ck_watch_t listen;
     ck_broker_t *broker;
     ck_topics_t *topics;
+    void (*extra)(void *, ck_wbuf_t *);
+    void *extra_arg;
 };
+
+void ck_metrics_set_extra(ck_metrics_t *m, void (*fn)(void *arg, ck_wbuf_t *out), void *arg)
+{
+    m->extra = fn;
+    m->extra_arg = arg;
+}
 
 typedef struct mconn {
     ck_metrics_t *m;
@@ -53,10 +61,10 @@ static void appendf(ck_wbuf_t *w, const char *fmt, ...)
         ck_wr_bytes(w, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
-static void render_metrics(ck_metrics_t *m, ck_wbuf_t *b)
+void ck_metrics_render(ck_broker_t *broker, ck_topics_t *topics, ck_wbuf_t *b)
 {
     ck_broker_stats_t st;
-    ck_broker_stats(m->broker, &st);
+    ck_broker_stats(broker, &st);
     appendf(b, "# HELP chronik_produce_requests_total Produce requests handled.\n"
                "# TYPE chronik_produce_requests_total counter\nchronik_produce_requests_total %llu\n",
             (unsigned long long)st.produce_requests);
@@ -69,21 +77,30 @@ static void render_metrics(ck_metrics_t *m, ck_wbuf_t *b)
     appendf(b, "# HELP chronik_network_bytes_out_total Bytes written to Kafka clients.\n"
                "# TYPE chronik_network_bytes_out_total counter\nchronik_network_bytes_out_total %llu\n",
             (unsigned long long)st.bytes_out);
+    appendf(b, "# HELP chronik_bytes_produced_total Record batch bytes appended by Produce.\n"
+               "# TYPE chronik_bytes_produced_total counter\nchronik_bytes_produced_total %llu\n",
+            (unsigned long long)st.produced_bytes);
+    appendf(b, "# HELP chronik_messages_stored_total Records appended by Produce.\n"
+               "# TYPE chronik_messages_stored_total counter\nchronik_messages_stored_total %llu\n",
+            (unsigned long long)st.produced_records);
+    appendf(b, "# HELP chronik_bytes_fetched_total Record bytes returned by Fetch.\n"
+               "# TYPE chronik_bytes_fetched_total counter\nchronik_bytes_fetched_total %llu\n",
+            (unsigned long long)st.fetched_bytes);
     appendf(b, "# HELP chronik_connections Open Kafka connections.\n# TYPE chronik_connections gauge\n"
                "chronik_connections %d\n", st.connections);
     appendf(b, "# HELP chronik_requests_in_flight Kafka requests being processed.\n"
                "# TYPE chronik_requests_in_flight gauge\nchronik_requests_in_flight %d\n", st.inflight);
     appendf(b, "# HELP chronik_log_end_offset Next offset of each partition.\n# TYPE chronik_log_end_offset gauge\n");
-    int n = ck_topics_count(m->topics);
+    int n = ck_topics_count(topics);
     for (int i = 0; i < n; i++) {
-        ck_topic_t *t = ck_topics_at(m->topics, i);
+        ck_topic_t *t = ck_topics_at(topics, i);
         for (int32_t p = 0; p < t->npart; p++)
             appendf(b, "chronik_log_end_offset{topic=\"%s\",partition=\"%d\"} %lld\n", t->name, p,
                     (long long)ck_partition_log_end(t->parts[p]));
     }
     appendf(b, "# HELP chronik_high_watermark Durable end (fsynced) of each partition.\n# TYPE chronik_high_watermark gauge\n");
     for (int i = 0; i < n; i++) {
-        ck_topic_t *t = ck_topics_at(m->topics, i);
+        ck_topic_t *t = ck_topics_at(topics, i);
         for (int32_t p = 0; p < t->npart; p++)
             appendf(b, "chronik_high_watermark{topic=\"%s\",partition=\"%d\"} %lld\n", t->name, p,
                     (long long)ck_partition_durable_end(t->parts[p]));
@@ -91,11 +108,12 @@ static void render_metrics(ck_metrics_t *m, ck_wbuf_t *b)
     appendf(b, "# HELP chronik_storage_usage_bytes Bytes of log segments.\n# TYPE chronik_storage_usage_bytes gauge\n");
     long long total = 0;
     for (int i = 0; i < n; i++) {
-        ck_topic_t *t = ck_topics_at(m->topics, i);
+        ck_topic_t *t = ck_topics_at(topics, i);
         for (int32_t p = 0; p < t->npart; p++)
             total += ck_partition_size_bytes(t->parts[p]);
     }
     appendf(b, "chronik_storage_usage_bytes %lld\n", total);
+    ck_broker_render_latency(broker, b);
 }
 
 static void respond(mconn_t *c)
@@ -113,7 +131,9 @@ static void respond(mconn_t *c)
         appendf(&body, "method not allowed\n");
     } else if (!strcmp(path, "/metrics")) {
         ctype = "text/plain; version=0.0.4; charset=utf-8";
-        render_metrics(c->m, &body);
+        ck_metrics_render(c->m->broker, c->m->topics, &body);
+        if (c->m->extra)
+            c->m->extra(c->m->extra_arg, &body);
     } else if (!strcmp(path, "/health") || !strcmp(path, "/ready")) {
         appendf(&body, "OK");
     } else {

@@ -1,0 +1,1657 @@
+/* The columnar capability (see columnar.h and docs/COLUMNAR.md).
+ *
+ * Per topic, on the worker thread:
+ *   hot:  one DuckDB table per partition, "__ck_hot_<t>_<p>", fed through an appender
+ *         with data chunks; rows become visible when the appender is flushed (idle op).
+ *   cold: Parquet files, one per flush of a partition's hot table, listed in MANIFEST.
+ *   views "<t>_hot", "<t>_cold", "<t>" are re-created whenever the files or the schema
+ *         change, in the same DuckDB transaction that empties the flushed hot table, so a
+ *         query sees each record exactly once.
+ *
+ * Commit protocol of a flush (partition p, hot rows [a, b)):
+ *   1. COPY the hot table to partition=p/segment_<a>.parquet.tmp, fsync, rename, fsync dir
+ *   2. write MANIFEST.tmp (files + cold_end[p] = b), fsync, rename, fsync dir  <- commit
+ *   3. DuckDB transaction: new views, hot table replaced by an empty one
+ * A crash before 2 leaves a file the manifest does not list: deleted at open. After 2
+ * the records are in the file; the hot rows are rebuilt from the log from cold_end. */
+#include "columnar/columnar.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "columnar/jsonscan.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/logging.h"
+
+#define MAX_COLS 256
+#define NSYS 6 /* columns stored in the hot tables before the typed ones */
+
+enum ctype { T_INT, T_FLOAT, T_BOOL, T_STR };
+static const char *const type_sql[] = {"BIGINT", "DOUBLE", "BOOLEAN", "VARCHAR"};
+static const char *const type_schema[] = {"int64", "float64", "boolean", "string"};
+
+typedef struct ccol {
+    char *name;
+    int type;
+    bool null_only; /* only nulls so far: the first non-null value decides the type */
+    bool nullable;  /* missing or null in some record */
+    bool in_cold;   /* some Parquet file has it */
+    int64_t seen;   /* records that had it (for nullable) */
+} ccol_t;
+
+typedef struct cpart {
+    int64_t next;     /* next offset to apply */
+    int64_t cold_end; /* next offset not in a Parquet file */
+    int64_t hot_rows;
+    int64_t hot_since; /* monotonic ms of the oldest unflushed-to-Parquet row, 0 = none */
+    duckdb_appender app;
+    bool dirty; /* appended rows not yet flushed to the table */
+} cpart_t;
+
+typedef struct cfile {
+    int32_t partition;
+    int64_t first, last, rows, bytes;
+    char *rel;
+} cfile_t;
+
+typedef struct ctopic {
+    char *name;
+    char sname[300];
+    uint8_t id[16];
+    char dir[1400];
+    int32_t npart;
+    cpart_t *parts;
+    ccol_t *cols;
+    int ncols;
+    int64_t total_rows; /* records applied since open (for nullable) */
+    cfile_t *files;
+    int nfiles, cfiles;
+    /* Parquet options */
+    char codec[16];
+    int level;
+    int64_t row_group;
+    int partitioning; /* 0 none, 1 daily, 2 hourly */
+    /* the current data chunk */
+    duckdb_data_chunk chunk;
+    int chunk_rows;
+    int32_t chunk_part;
+    int hint[MAX_COLS];
+    int64_t last_retention;
+    int64_t *published; /* visible offset last published per partition */
+    bool pub_dirty;     /* columns or stats changed since the last publish() */
+    int64_t last_publish;
+    ck_idx_topic_t *it;
+    struct ctopic *lnext; /* the capability's list of open topics */
+} ctopic_t;
+
+/* What readers on other threads see of a topic. */
+typedef struct centry {
+    char topic[256];
+    char sname[300];
+    ck_columnar_column_t *cols;
+    int ncols;
+    char schema[4096];
+    ck_columnar_stats_t st;
+} centry_t;
+
+struct ck_columnar {
+    ck_columnar_config_t cfg;
+    char dir[1024];
+    duckdb_database db;
+    duckdb_connection conn;
+    ck_jscan_t js;
+    ck_wbuf_t sql;
+    ctopic_t *open; /* worker thread */
+    pthread_mutex_t mu;
+    centry_t **ents;
+    int nents, cents;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+void ck_columnar_sql_name(const char *topic, char *out, size_t n)
+{
+    size_t i = 0;
+    for (; topic[i] && i + 1 < n; i++) {
+        char ch = topic[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+        out[i] = ok ? ch : '_';
+    }
+    if (n)
+        out[i] = 0;
+}
+
+static void sqlf(ck_wbuf_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sqlf(ck_wbuf_t *w, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    uint8_t *d = ck_wbuf_reserve(w, (size_t)n + 1);
+    if (!d)
+        return;
+    va_start(ap, fmt);
+    vsnprintf((char *)d, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    w->len += (size_t)n;
+}
+
+/* "name" with embedded quotes doubled */
+static void sql_ident(ck_wbuf_t *w, const char *s)
+{
+    ck_wr_u8(w, '"');
+    for (; *s; s++) {
+        if (*s == '"')
+            ck_wr_u8(w, '"');
+        ck_wr_u8(w, (uint8_t)*s);
+    }
+    ck_wr_u8(w, '"');
+}
+
+/* 'text' with embedded quotes doubled */
+static void sql_str(ck_wbuf_t *w, const char *s)
+{
+    ck_wr_u8(w, '\'');
+    for (; *s; s++) {
+        if (*s == '\'')
+            ck_wr_u8(w, '\'');
+        ck_wr_u8(w, (uint8_t)*s);
+    }
+    ck_wr_u8(w, '\'');
+}
+
+static const char *sql_cstr(ck_wbuf_t *w)
+{
+    ck_wr_u8(w, 0);
+    w->len--;
+    return (const char *)w->data;
+}
+
+static int run(ck_columnar_t *c, const char *sql)
+{
+    duckdb_result res;
+    if (duckdb_query(c->conn, sql, &res) == DuckDBError) {
+        CK_WARN("columnar", "statement failed: %s [%.300s]", duckdb_result_error(&res), sql);
+        duckdb_destroy_result(&res);
+        return CK_EIO;
+    }
+    duckdb_destroy_result(&res);
+    return 0;
+}
+
+static int run_buf(ck_columnar_t *c, ck_wbuf_t *w)
+{
+    if (w->err)
+        return CK_ENOMEM;
+    return run(c, sql_cstr(w));
+}
+
+static int fsync_path(const char *path, bool dir)
+{
+    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0)
+        return CK_EIO;
+    int rc = fsync(fd);
+    close(fd);
+    return rc ? CK_EIO : 0;
+}
+
+static int mkdirs(const char *path)
+{
+    char tmp[1400];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST)
+                return CK_EIO;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) && errno != EEXIST)
+        return CK_EIO;
+    return 0;
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void rmtree(const char *path) { nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void hot_table(ck_wbuf_t *w, const ctopic_t *t, int32_t p)
+{
+    char nm[400];
+    snprintf(nm, sizeof(nm), "__ck_hot_%s_%d", t->sname, p);
+    sql_ident(w, nm);
+}
+
+/* ---------------------------------------------------------------- reader registry */
+
+static centry_t *entry_find(ck_columnar_t *c, const char *topic)
+{
+    for (int i = 0; i < c->nents; i++)
+        if (!strcmp(c->ents[i]->topic, topic))
+            return c->ents[i];
+    return NULL;
+}
+
+static const char *const sys_names[] = {"_topic", "_partition", "_offset", "_timestamp", "_timestamp_type",
+                                        "_key", "_value", "_headers"};
+static const char *const sys_types[] = {"VARCHAR", "INTEGER", "BIGINT", "TIMESTAMP", "TINYINT",
+                                        "BLOB", "BLOB", "MAP(VARCHAR, BLOB)"};
+#define NSYS_ALL 8
+
+static int64_t cold_rows(const ctopic_t *t)
+{
+    int64_t n = 0;
+    for (int i = 0; i < t->nfiles; i++)
+        n += t->files[i].rows;
+    return n;
+}
+
+/* Publishes the topic's columns and stats to readers. */
+static void publish(ck_columnar_t *c, ctopic_t *t)
+{
+    int n = NSYS_ALL + t->ncols;
+    ck_columnar_column_t *cols = ck_calloc((size_t)n, sizeof(*cols));
+    if (!cols)
+        return;
+    for (int i = 0; i < NSYS_ALL; i++) {
+        snprintf(cols[i].name, sizeof(cols[i].name), "%s", sys_names[i]);
+        snprintf(cols[i].type, sizeof(cols[i].type), "%s", sys_types[i]);
+        cols[i].nullable = i == 5 || i == 6; /* _key, _value */
+    }
+    char schema[4096];
+    size_t sl = 0;
+    schema[0] = 0;
+    for (int i = 0; i < t->ncols; i++) {
+        const ccol_t *cc = &t->cols[i];
+        bool nullable = cc->nullable || cc->seen < t->total_rows || cc->null_only;
+        ck_columnar_column_t *o = &cols[NSYS_ALL + i];
+        snprintf(o->name, sizeof(o->name), "%s", cc->name);
+        snprintf(o->type, sizeof(o->type), "%s", type_sql[cc->type]);
+        o->nullable = nullable;
+        int k = snprintf(schema + sl, sizeof(schema) - sl, "%s%s:%s%s", i ? "," : "", cc->name,
+                         type_schema[cc->type], nullable ? "?" : "");
+        if (k > 0 && (size_t)k < sizeof(schema) - sl)
+            sl += (size_t)k;
+    }
+    ck_columnar_stats_t st = {0};
+    for (int32_t p = 0; p < t->npart; p++)
+        st.hot_rows += t->parts[p].hot_rows;
+    st.cold_rows = cold_rows(t);
+    st.cold_files = t->nfiles;
+    for (int i = 0; i < t->nfiles; i++)
+        st.cold_bytes += t->files[i].bytes;
+
+    pthread_mutex_lock(&c->mu);
+    centry_t *e = entry_find(c, t->name);
+    if (!e) {
+        if (c->nents == c->cents) {
+            int nc = c->cents ? c->cents * 2 : 8;
+            centry_t **ne = ck_realloc(c->ents, sizeof(*ne) * (size_t)nc);
+            if (!ne)
+                goto out;
+            c->ents = ne;
+            c->cents = nc;
+        }
+        e = ck_calloc(1, sizeof(*e));
+        if (!e)
+            goto out;
+        snprintf(e->topic, sizeof(e->topic), "%s", t->name);
+        snprintf(e->sname, sizeof(e->sname), "%s", t->sname);
+        c->ents[c->nents++] = e;
+    }
+    ck_free(e->cols);
+    e->cols = cols;
+    e->ncols = n;
+    cols = NULL;
+    memcpy(e->schema, schema, sizeof(schema));
+    e->st = st;
+out:
+    pthread_mutex_unlock(&c->mu);
+    ck_free(cols);
+}
+
+static void unpublish(ck_columnar_t *c, const char *topic)
+{
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->nents; i++) {
+        if (!strcmp(c->ents[i]->topic, topic)) {
+            ck_free(c->ents[i]->cols);
+            ck_free(c->ents[i]);
+            c->ents[i] = c->ents[--c->nents];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+int ck_columnar_tables(ck_columnar_t *c, ck_columnar_table_t *out, int max)
+{
+    static const char *const sfx[] = {"", "_hot", "_cold"};
+    int n = 0;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->nents; i++) {
+        for (int k = 0; k < 3; k++, n++) {
+            if (n >= max)
+                continue;
+            snprintf(out[n].name, sizeof(out[n].name), "%s%s", c->ents[i]->sname, sfx[k]);
+            snprintf(out[n].topic, sizeof(out[n].topic), "%s", c->ents[i]->topic);
+            out[n].kind = k;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+bool ck_columnar_find_table(ck_columnar_t *c, const char *name, ck_columnar_table_t *out)
+{
+    ck_columnar_table_t tabs[64];
+    int n = ck_columnar_tables(c, tabs, 64);
+    ck_columnar_table_t *all = tabs;
+    if (n > 64) {
+        all = ck_calloc((size_t)n + 16, sizeof(*all));
+        if (!all)
+            return false;
+        n = ck_columnar_tables(c, all, n + 16);
+    }
+    bool found = false;
+    for (int i = 0; i < n && !found; i++) {
+        if (!strcasecmp(all[i].name, name)) {
+            *out = all[i];
+            found = true;
+        }
+    }
+    if (all != tabs)
+        ck_free(all);
+    return found;
+}
+
+int ck_columnar_columns(ck_columnar_t *c, const char *topic, ck_columnar_column_t *out, int max)
+{
+    pthread_mutex_lock(&c->mu);
+    centry_t *e = entry_find(c, topic);
+    int n = e ? e->ncols : -1;
+    for (int i = 0; i < n && i < max; i++)
+        out[i] = e->cols[i];
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+bool ck_columnar_schema(ck_columnar_t *c, const char *topic, char *out, size_t n)
+{
+    pthread_mutex_lock(&c->mu);
+    centry_t *e = entry_find(c, topic);
+    if (e)
+        snprintf(out, n, "%s", e->schema);
+    pthread_mutex_unlock(&c->mu);
+    return e != NULL;
+}
+
+bool ck_columnar_stats(ck_columnar_t *c, const char *topic, ck_columnar_stats_t *st)
+{
+    pthread_mutex_lock(&c->mu);
+    centry_t *e = entry_find(c, topic);
+    if (e)
+        *st = e->st;
+    pthread_mutex_unlock(&c->mu);
+    return e != NULL;
+}
+
+/* ---------------------------------------------------------------- manifest */
+
+static void file_path(const ctopic_t *t, const cfile_t *f, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", t->dir, f->rel);
+}
+
+static int manifest_write(ctopic_t *t)
+{
+    json_t *m = json_object();
+    char hex[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", t->id[i]);
+    json_object_set_new(m, "format", json_integer(1));
+    json_object_set_new(m, "topic", json_string(t->name));
+    json_object_set_new(m, "topic_id", json_string(hex));
+    json_t *parts = json_array();
+    for (int32_t p = 0; p < t->npart; p++)
+        json_array_append_new(parts, json_pack("{s:I}", "cold_end", (json_int_t)t->parts[p].cold_end));
+    json_object_set_new(m, "partitions", parts);
+    json_t *cols = json_array();
+    for (int i = 0; i < t->ncols; i++)
+        json_array_append_new(cols, json_pack("{s:s,s:s,s:b,s:b,s:b}", "name", t->cols[i].name, "type",
+                                              type_schema[t->cols[i].type], "nullable",
+                                              t->cols[i].nullable || t->cols[i].seen < t->total_rows,
+                                              "null_only", t->cols[i].null_only, "in_cold", t->cols[i].in_cold));
+    json_object_set_new(m, "columns", cols);
+    json_t *files = json_array();
+    for (int i = 0; i < t->nfiles; i++) {
+        const cfile_t *f = &t->files[i];
+        json_array_append_new(files, json_pack("{s:i,s:I,s:I,s:I,s:I,s:s}", "partition", (int)f->partition, "first",
+                                               (json_int_t)f->first, "last", (json_int_t)f->last, "rows",
+                                               (json_int_t)f->rows, "bytes", (json_int_t)f->bytes, "path", f->rel));
+    }
+    json_object_set_new(m, "files", files);
+    char *text = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    if (!text)
+        return CK_ENOMEM;
+    char tmp[1500], fin[1500];
+    snprintf(tmp, sizeof(tmp), "%s/MANIFEST.tmp", t->dir);
+    snprintf(fin, sizeof(fin), "%s/MANIFEST", t->dir);
+    int rc = CK_EIO;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        size_t len = strlen(text);
+        ssize_t w = write(fd, text, len);
+        if (w == (ssize_t)len && fsync(fd) == 0)
+            rc = 0;
+        close(fd);
+    }
+    free(text);
+    if (!rc && rename(tmp, fin) != 0)
+        rc = CK_EIO;
+    if (!rc)
+        rc = fsync_path(t->dir, true);
+    return rc;
+}
+
+static int type_from_schema(const char *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcasecmp(s, type_schema[i]))
+            return i;
+    if (!strcasecmp(s, "int") || !strcasecmp(s, "bigint") || !strcasecmp(s, "long"))
+        return T_INT;
+    if (!strcasecmp(s, "double") || !strcasecmp(s, "float"))
+        return T_FLOAT;
+    if (!strcasecmp(s, "bool"))
+        return T_BOOL;
+    if (!strcasecmp(s, "utf8") || !strcasecmp(s, "varchar") || !strcasecmp(s, "text"))
+        return T_STR;
+    return -1;
+}
+
+static int add_col(ctopic_t *t, const char *name, size_t len, int type)
+{
+    if (t->ncols >= MAX_COLS)
+        return CK_ETOOBIG;
+    ccol_t *n = ck_realloc(t->cols, sizeof(ccol_t) * (size_t)(t->ncols + 1));
+    if (!n)
+        return CK_ENOMEM;
+    t->cols = n;
+    ccol_t *cc = &t->cols[t->ncols];
+    memset(cc, 0, sizeof(*cc));
+    cc->name = ck_strndup(name, len);
+    if (!cc->name)
+        return CK_ENOMEM;
+    cc->type = type;
+    t->ncols++;
+    return 0;
+}
+
+static int add_file(ctopic_t *t, const cfile_t *f)
+{
+    if (t->nfiles == t->cfiles) {
+        int nc = t->cfiles ? t->cfiles * 2 : 16;
+        cfile_t *n = ck_realloc(t->files, sizeof(*n) * (size_t)nc);
+        if (!n)
+            return CK_ENOMEM;
+        t->files = n;
+        t->cfiles = nc;
+    }
+    t->files[t->nfiles++] = *f;
+    return 0;
+}
+
+/* Loads MANIFEST; a missing file or another topic id is a fresh start (folder wiped). */
+static int manifest_load(ctopic_t *t)
+{
+    char path[1500];
+    snprintf(path, sizeof(path), "%s/MANIFEST", t->dir);
+    json_error_t jerr;
+    json_t *m = json_load_file(path, 0, &jerr);
+    if (!m) {
+        if (access(path, F_OK) == 0) {
+            CK_ERROR("columnar", "%s: unreadable manifest (%s); rebuilding from the log", t->name, jerr.text);
+            rmtree(t->dir);
+        }
+        return 0;
+    }
+    char hex[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", t->id[i]);
+    const char *id = json_string_value(json_object_get(m, "topic_id"));
+    if (!id || strcmp(id, hex) != 0) {
+        CK_INFO("columnar", "%s: data of an earlier topic with this name discarded", t->name);
+        json_decref(m);
+        rmtree(t->dir);
+        return 0;
+    }
+    json_t *parts = json_object_get(m, "partitions");
+    for (int32_t p = 0; p < t->npart && p < (int32_t)json_array_size(parts); p++)
+        t->parts[p].cold_end = json_integer_value(json_object_get(json_array_get(parts, (size_t)p), "cold_end"));
+    json_t *cols = json_object_get(m, "columns");
+    for (size_t i = 0; i < json_array_size(cols); i++) {
+        json_t *cj = json_array_get(cols, i);
+        const char *nm = json_string_value(json_object_get(cj, "name"));
+        int ty = type_from_schema(json_string_value(json_object_get(cj, "type")) ?: "");
+        if (!nm || ty < 0 || add_col(t, nm, strlen(nm), ty))
+            continue;
+        ccol_t *cc = &t->cols[t->ncols - 1];
+        cc->nullable = json_is_true(json_object_get(cj, "nullable"));
+        cc->null_only = json_is_true(json_object_get(cj, "null_only"));
+        cc->in_cold = json_is_true(json_object_get(cj, "in_cold"));
+    }
+    json_t *files = json_object_get(m, "files");
+    for (size_t i = 0; i < json_array_size(files); i++) {
+        json_t *fj = json_array_get(files, i);
+        cfile_t f = {(int32_t)json_integer_value(json_object_get(fj, "partition")),
+                     json_integer_value(json_object_get(fj, "first")),
+                     json_integer_value(json_object_get(fj, "last")),
+                     json_integer_value(json_object_get(fj, "rows")),
+                     json_integer_value(json_object_get(fj, "bytes")), NULL};
+        const char *rel = json_string_value(json_object_get(fj, "path"));
+        if (!rel || !(f.rel = ck_strdup(rel)) || add_file(t, &f)) {
+            ck_free(f.rel);
+            continue;
+        }
+    }
+    json_decref(m);
+    return 0;
+}
+
+static bool listed(const ctopic_t *t, const char *rel)
+{
+    for (int i = 0; i < t->nfiles; i++)
+        if (!strcmp(t->files[i].rel, rel))
+            return true;
+    return false;
+}
+
+/* Deletes files under the topic folder that the manifest does not list (a flush cut
+ * short by a crash). */
+static void remove_orphans(ctopic_t *t, const char *sub, int depth)
+{
+    char path[1500];
+    snprintf(path, sizeof(path), "%s%s%s", t->dir, sub[0] ? "/" : "", sub);
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.' || !strcmp(de->d_name, "MANIFEST"))
+            continue;
+        char rel[1500];
+        snprintf(rel, sizeof(rel), "%s%s%s", sub, sub[0] ? "/" : "", de->d_name);
+        char full[3000];
+        snprintf(full, sizeof(full), "%s/%s", t->dir, rel);
+        struct stat st;
+        if (lstat(full, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (depth < 3)
+                remove_orphans(t, rel, depth + 1);
+        } else if (!listed(t, rel)) {
+            CK_INFO("columnar", "%s: removing unlisted file %s", t->name, rel);
+            unlink(full);
+        }
+    }
+    closedir(d);
+}
+
+/* ---------------------------------------------------------------- DDL */
+
+static int create_hot(ck_columnar_t *c, ctopic_t *t, int32_t p, bool replace)
+{
+    ck_wbuf_t *w = &c->sql;
+    ck_wbuf_reset(w);
+    sqlf(w, "CREATE %sTABLE ", replace ? "OR REPLACE " : "");
+    hot_table(w, t, p);
+    sqlf(w, " (_offset BIGINT, _timestamp TIMESTAMP, _timestamp_type TINYINT, _key BLOB, _value BLOB, "
+            "_headers MAP(VARCHAR, BLOB)");
+    for (int i = 0; i < t->ncols; i++) {
+        ck_wr_bytes(w, ", ", 2);
+        sql_ident(w, t->cols[i].name);
+        sqlf(w, " %s", type_sql[t->cols[i].type]);
+    }
+    ck_wr_u8(w, ')');
+    return run_buf(c, w);
+}
+
+/* The three views, as statements appended to w. */
+static void views_sql(ck_wbuf_t *w, const ctopic_t *t)
+{
+    char nm[320];
+    /* <t>_hot */
+    snprintf(nm, sizeof(nm), "%s_hot", t->sname);
+    sqlf(w, "CREATE OR REPLACE VIEW ");
+    sql_ident(w, nm);
+    sqlf(w, " AS ");
+    for (int32_t p = 0; p < t->npart; p++) {
+        if (p)
+            sqlf(w, " UNION ALL ");
+        sqlf(w, "SELECT ");
+        sql_str(w, t->name);
+        sqlf(w, "::VARCHAR AS _topic, %d::INTEGER AS _partition, * FROM ", p);
+        hot_table(w, t, p);
+    }
+    sqlf(w, ";\n");
+    /* <t>_cold */
+    snprintf(nm, sizeof(nm), "%s_cold", t->sname);
+    sqlf(w, "CREATE OR REPLACE VIEW ");
+    sql_ident(w, nm);
+    sqlf(w, " AS SELECT ");
+    if (t->nfiles == 0) {
+        for (int i = 0; i < NSYS_ALL; i++)
+            sqlf(w, "%sNULL::%s AS %s", i ? ", " : "", sys_types[i], sys_names[i]);
+        for (int i = 0; i < t->ncols; i++) {
+            sqlf(w, ", NULL::%s AS ", type_sql[t->cols[i].type]);
+            sql_ident(w, t->cols[i].name);
+        }
+        sqlf(w, " LIMIT 0;\n");
+    } else {
+        sqlf(w, "_topic, _partition, _offset, _timestamp, _timestamp_type, _key, _value, _headers");
+        for (int i = 0; i < t->ncols; i++) {
+            if (t->cols[i].in_cold) {
+                sqlf(w, ", CAST(");
+                sql_ident(w, t->cols[i].name);
+                sqlf(w, " AS %s) AS ", type_sql[t->cols[i].type]);
+            } else {
+                sqlf(w, ", NULL::%s AS ", type_sql[t->cols[i].type]);
+            }
+            sql_ident(w, t->cols[i].name);
+        }
+        sqlf(w, " FROM read_parquet([");
+        for (int i = 0; i < t->nfiles; i++) {
+            char path[1500];
+            file_path(t, &t->files[i], path, sizeof(path));
+            if (i)
+                ck_wr_u8(w, ',');
+            sql_str(w, path);
+        }
+        sqlf(w, "], union_by_name = true);\n");
+    }
+    /* <t> */
+    sqlf(w, "CREATE OR REPLACE VIEW ");
+    sql_ident(w, t->sname);
+    sqlf(w, " AS SELECT * FROM ");
+    snprintf(nm, sizeof(nm), "%s_cold", t->sname);
+    sql_ident(w, nm);
+    sqlf(w, " UNION ALL SELECT * FROM ");
+    snprintf(nm, sizeof(nm), "%s_hot", t->sname);
+    sql_ident(w, nm);
+    sqlf(w, ";\n");
+}
+
+static int refresh_views(ck_columnar_t *c, ctopic_t *t)
+{
+    ck_wbuf_reset(&c->sql);
+    sqlf(&c->sql, "BEGIN;\n");
+    views_sql(&c->sql, t);
+    sqlf(&c->sql, "COMMIT;");
+    int rc = run_buf(c, &c->sql);
+    if (rc)
+        run(c, "ROLLBACK");
+    return rc;
+}
+
+static void close_appenders(ctopic_t *t)
+{
+    for (int32_t p = 0; p < t->npart; p++) {
+        if (t->parts[p].app) {
+            if (duckdb_appender_destroy(&t->parts[p].app) == DuckDBError)
+                CK_WARN("columnar", "%s-%d: appender close failed", t->name, p);
+            t->parts[p].app = NULL;
+        }
+        t->parts[p].dirty = false;
+    }
+}
+
+static int open_appender(ck_columnar_t *c, ctopic_t *t, int32_t p)
+{
+    if (t->parts[p].app)
+        return 0;
+    char nm[400];
+    snprintf(nm, sizeof(nm), "__ck_hot_%s_%d", t->sname, p);
+    if (duckdb_appender_create(c->conn, NULL, nm, &t->parts[p].app) == DuckDBError) {
+        CK_WARN("columnar", "%s: cannot create an appender: %s", nm, duckdb_appender_error(t->parts[p].app));
+        duckdb_appender_destroy(&t->parts[p].app);
+        t->parts[p].app = NULL;
+        return CK_EIO;
+    }
+    return 0;
+}
+
+static duckdb_logical_type col_logical(int type)
+{
+    static const duckdb_type m[] = {DUCKDB_TYPE_BIGINT, DUCKDB_TYPE_DOUBLE, DUCKDB_TYPE_BOOLEAN, DUCKDB_TYPE_VARCHAR};
+    return duckdb_create_logical_type(m[type]);
+}
+
+static void chunk_drop(ctopic_t *t)
+{
+    if (t->chunk)
+        duckdb_destroy_data_chunk(&t->chunk);
+    t->chunk = NULL;
+    t->chunk_rows = 0;
+}
+
+static int chunk_make(ctopic_t *t)
+{
+    int n = NSYS + t->ncols;
+    duckdb_logical_type types[NSYS + MAX_COLS];
+    types[0] = duckdb_create_logical_type(DUCKDB_TYPE_BIGINT);
+    types[1] = duckdb_create_logical_type(DUCKDB_TYPE_TIMESTAMP);
+    types[2] = duckdb_create_logical_type(DUCKDB_TYPE_TINYINT);
+    types[3] = duckdb_create_logical_type(DUCKDB_TYPE_BLOB);
+    types[4] = duckdb_create_logical_type(DUCKDB_TYPE_BLOB);
+    duckdb_logical_type k = duckdb_create_logical_type(DUCKDB_TYPE_VARCHAR);
+    duckdb_logical_type v = duckdb_create_logical_type(DUCKDB_TYPE_BLOB);
+    types[5] = duckdb_create_map_type(k, v);
+    duckdb_destroy_logical_type(&k);
+    duckdb_destroy_logical_type(&v);
+    for (int i = 0; i < t->ncols; i++)
+        types[NSYS + i] = col_logical(t->cols[i].type);
+    t->chunk = duckdb_create_data_chunk(types, (idx_t)n);
+    for (int i = 0; i < n; i++)
+        duckdb_destroy_logical_type(&types[i]);
+    t->chunk_rows = 0;
+    if (!t->chunk)
+        return CK_ENOMEM;
+    for (int i = 0; i < n; i++)
+        duckdb_vector_ensure_validity_writable(duckdb_data_chunk_get_vector(t->chunk, (idx_t)i));
+    return 0;
+}
+
+/* Appends the rows collected in the chunk to the partition's hot table. */
+static int chunk_flush(ck_columnar_t *c, ctopic_t *t)
+{
+    if (!t->chunk || t->chunk_rows == 0)
+        return 0;
+    int32_t p = t->chunk_part;
+    int rc = open_appender(c, t, p);
+    if (rc)
+        return rc;
+    duckdb_data_chunk_set_size(t->chunk, (idx_t)t->chunk_rows);
+    if (duckdb_append_data_chunk(t->parts[p].app, t->chunk) == DuckDBError) {
+        CK_WARN("columnar", "%s-%d: append failed: %s", t->name, p, duckdb_appender_error(t->parts[p].app));
+        rc = CK_EIO;
+    }
+    duckdb_data_chunk_reset(t->chunk);
+    int n = NSYS + t->ncols;
+    for (int i = 0; i < n; i++)
+        duckdb_vector_ensure_validity_writable(duckdb_data_chunk_get_vector(t->chunk, (idx_t)i));
+    t->chunk_rows = 0;
+    t->parts[p].dirty = true;
+    return rc;
+}
+
+/* Schema change: ALTER statements on every hot table, then new views; the appenders and
+ * the chunk are rebuilt. `sql` holds the ALTER body for one table ("ADD COLUMN ..."). */
+static int alter_all(ck_columnar_t *c, ctopic_t *t, const char *what)
+{
+    int rc = chunk_flush(c, t);
+    close_appenders(t);
+    chunk_drop(t);
+    if (rc)
+        return rc;
+    ck_wbuf_t w = CK_WBUF_INIT;
+    sqlf(&w, "BEGIN;\n");
+    for (int32_t p = 0; p < t->npart; p++) {
+        sqlf(&w, "ALTER TABLE ");
+        hot_table(&w, t, p);
+        sqlf(&w, " %s;\n", what);
+    }
+    views_sql(&w, t);
+    sqlf(&w, "COMMIT;");
+    rc = run_buf(c, &w);
+    if (rc)
+        run(c, "ROLLBACK");
+    ck_wbuf_free(&w);
+    return rc ? rc : chunk_make(t);
+}
+
+static int schema_add(ck_columnar_t *c, ctopic_t *t, const char *key, size_t klen, int type, bool null_only)
+{
+    int rc = add_col(t, key, klen, type);
+    if (rc)
+        return rc;
+    ccol_t *cc = &t->cols[t->ncols - 1];
+    cc->null_only = null_only;
+    cc->nullable = t->total_rows > 0;
+    ck_wbuf_t w = CK_WBUF_INIT;
+    sqlf(&w, "ADD COLUMN ");
+    sql_ident(&w, cc->name);
+    sqlf(&w, " %s", type_sql[type]);
+    rc = w.err ? CK_ENOMEM : alter_all(c, t, sql_cstr(&w));
+    ck_wbuf_free(&w);
+    if (rc) {
+        ck_free(cc->name);
+        t->ncols--;
+        return rc;
+    }
+    t->pub_dirty = true;
+    CK_DEBUG("columnar", "%s: new column %s %s", t->name, cc->name, type_sql[type]);
+    return 0;
+}
+
+static int schema_retype(ck_columnar_t *c, ctopic_t *t, int col, int type)
+{
+    ccol_t *cc = &t->cols[col];
+    ck_wbuf_t w = CK_WBUF_INIT;
+    sqlf(&w, "ALTER COLUMN ");
+    sql_ident(&w, cc->name);
+    sqlf(&w, " TYPE %s", type_sql[type]);
+    int old = cc->type;
+    cc->type = type;
+    int rc = w.err ? CK_ENOMEM : alter_all(c, t, sql_cstr(&w));
+    ck_wbuf_free(&w);
+    t->pub_dirty = true;
+    if (rc)
+        cc->type = old;
+    else
+        CK_INFO("columnar", "%s: column %s widened %s -> %s", t->name, cc->name, type_sql[old], type_sql[type]);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- rows */
+
+static int kind_type(int kind)
+{
+    switch (kind) {
+    case CK_JV_INT: return T_INT;
+    case CK_JV_FLOAT: return T_FLOAT;
+    case CK_JV_BOOL: return T_BOOL;
+    case CK_JV_NULL: return -1;
+    default: return T_STR;
+    }
+}
+
+static int find_col(ctopic_t *t, int pos, const char *key, size_t len)
+{
+    if (pos < MAX_COLS) {
+        int h = t->hint[pos];
+        if (h >= 0 && h < t->ncols && strlen(t->cols[h].name) == len && !strncasecmp(t->cols[h].name, key, len))
+            return h;
+    }
+    for (int i = 0; i < t->ncols; i++) {
+        if (strlen(t->cols[i].name) == len && !strncasecmp(t->cols[i].name, key, len)) {
+            if (pos < MAX_COLS)
+                t->hint[pos] = i;
+            return i;
+        }
+    }
+    return -1;
+}
+
+static bool sys_name(const char *key, size_t len)
+{
+    for (int i = 0; i < NSYS_ALL; i++)
+        if (strlen(sys_names[i]) == len && !strncasecmp(sys_names[i], key, len))
+            return true;
+    return false;
+}
+
+/* Makes the schema fit every member of one record (may ALTER). Returns 0 or an error. */
+static int fit_schema(ck_columnar_t *c, ctopic_t *t, const ck_jmember_t *m, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (m[i].key_len == 0 || m[i].key_len > 255 || memchr(m[i].key, 0, m[i].key_len) ||
+            sys_name(m[i].key, m[i].key_len))
+            continue;
+        int want = kind_type(m[i].kind);
+        int col = find_col(t, i, m[i].key, m[i].key_len);
+        if (col < 0) {
+            if (t->ncols >= MAX_COLS)
+                continue;
+            int rc = schema_add(c, t, m[i].key, m[i].key_len, want < 0 ? T_STR : want, want < 0);
+            if (rc)
+                return rc;
+            continue;
+        }
+        ccol_t *cc = &t->cols[col];
+        if (want < 0 || want == cc->type)
+            continue;
+        if (cc->null_only) {
+            int rc = schema_retype(c, t, col, want);
+            if (rc)
+                return rc;
+            cc->null_only = false;
+            continue;
+        }
+        if (cc->type == T_STR || (cc->type == T_FLOAT && want == T_INT))
+            continue;
+        int to = ((cc->type == T_INT && want == T_FLOAT)) ? T_FLOAT : T_STR;
+        int rc = schema_retype(c, t, col, to);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static inline void set_valid(duckdb_vector v, int row, bool valid)
+{
+    uint64_t *m = duckdb_vector_get_validity(v);
+    if (valid)
+        m[row >> 6] |= 1ULL << (row & 63);
+    else
+        m[row >> 6] &= ~(1ULL << (row & 63));
+}
+
+static void put_blob(duckdb_vector v, int row, ck_slice_t s)
+{
+    if (s.len < 0) {
+        set_valid(v, row, false);
+        return;
+    }
+    set_valid(v, row, true);
+    duckdb_vector_assign_string_element_len(v, (idx_t)row, (const char *)s.ptr, (idx_t)s.len);
+}
+
+static void put_headers(duckdb_vector v, int row, const ck_record_t *r)
+{
+    duckdb_list_entry *ent = duckdb_vector_get_data(v);
+    idx_t base = duckdb_list_vector_get_size(v);
+    ent[row].offset = base;
+    ent[row].length = 0;
+    set_valid(v, row, true);
+    if (r->header_count <= 0)
+        return;
+    duckdb_list_vector_reserve(v, base + (idx_t)r->header_count);
+    duckdb_vector child = duckdb_list_vector_get_child(v);
+    duckdb_vector kv = duckdb_struct_vector_get_child(child, 0);
+    duckdb_vector vv = duckdb_struct_vector_get_child(child, 1);
+    duckdb_vector_ensure_validity_writable(kv);
+    duckdb_vector_ensure_validity_writable(vv);
+    ck_slice_t cur = r->headers_raw;
+    ck_record_header_t h;
+    idx_t n = 0;
+    while (ck_record_header_next(&cur, &h) == 1) {
+        /* map keys are unique: a repeated header keeps its last value */
+        idx_t at = base + n;
+        bool dup = false;
+        for (idx_t k = 0; k < n && !dup; k++) {
+            /* compare with the keys already stored */
+            duckdb_string_t *ks = duckdb_vector_get_data(kv);
+            const char *kp = duckdb_string_t_data(&ks[base + k]);
+            uint32_t kl = duckdb_string_t_length(ks[base + k]);
+            if (kl == (uint32_t)h.key.len && !memcmp(kp, h.key.ptr, kl)) {
+                at = base + k;
+                dup = true;
+            }
+        }
+        if (!dup) {
+            set_valid(kv, (int)at, true);
+            duckdb_vector_assign_string_element_len(kv, at, (const char *)h.key.ptr, (idx_t)h.key.len);
+            n++;
+        }
+        put_blob(vv, (int)at, h.value);
+    }
+    ent[row].length = n;
+    duckdb_list_vector_set_size(v, base + n);
+}
+
+static void put_text_number(duckdb_vector v, int row, const ck_jmember_t *m)
+{
+    char buf[64];
+    int len = 0;
+    if (m->kind == CK_JV_INT) {
+        len = snprintf(buf, sizeof(buf), "%lld", (long long)m->i);
+    } else {
+        /* the shortest text that reads back as the same double */
+        for (int prec = 15; prec <= 17; prec++) {
+            len = snprintf(buf, sizeof(buf), "%.*g", prec, m->d);
+            if (strtod(buf, NULL) == m->d)
+                break;
+        }
+    }
+    duckdb_vector_assign_string_element_len(v, (idx_t)row, buf, (idx_t)len);
+}
+
+/* Writes one record as row `row` of the chunk (the schema already fits). */
+static void put_row(ctopic_t *t, int row, const ck_record_t *r, int8_t ts_type, const ck_jmember_t *m, int nm)
+{
+    duckdb_data_chunk ch = t->chunk;
+    ((int64_t *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(ch, 0)))[row] = r->offset;
+    /* microseconds; timestamps beyond DuckDB's range (±290k years) are clamped */
+    int64_t ts = r->timestamp;
+    if (ts > 9000000000000000LL / 1000)
+        ts = 9000000000000000LL / 1000;
+    else if (ts < -9000000000000000LL / 1000)
+        ts = -9000000000000000LL / 1000;
+    ((int64_t *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(ch, 1)))[row] = ts * 1000;
+    ((int8_t *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(ch, 2)))[row] = ts_type;
+    put_blob(duckdb_data_chunk_get_vector(ch, 3), row, r->key);
+    put_blob(duckdb_data_chunk_get_vector(ch, 4), row, r->value);
+    put_headers(duckdb_data_chunk_get_vector(ch, 5), row, r);
+    for (int i = 0; i < t->ncols; i++)
+        set_valid(duckdb_data_chunk_get_vector(ch, (idx_t)(NSYS + i)), row, false);
+    for (int i = 0; i < nm; i++) {
+        if (m[i].kind == CK_JV_NULL || m[i].key_len == 0 || m[i].key_len > 255)
+            continue;
+        int col = find_col(t, i, m[i].key, m[i].key_len);
+        if (col < 0)
+            continue;
+        ccol_t *cc = &t->cols[col];
+        duckdb_vector v = duckdb_data_chunk_get_vector(ch, (idx_t)(NSYS + col));
+        void *d = duckdb_vector_get_data(v);
+        switch (cc->type) {
+        case T_INT:
+            if (m[i].kind != CK_JV_INT)
+                continue;
+            ((int64_t *)d)[row] = m[i].i;
+            break;
+        case T_FLOAT:
+            if (m[i].kind == CK_JV_INT)
+                ((double *)d)[row] = (double)m[i].i;
+            else if (m[i].kind == CK_JV_FLOAT)
+                ((double *)d)[row] = m[i].d;
+            else
+                continue;
+            break;
+        case T_BOOL:
+            if (m[i].kind != CK_JV_BOOL)
+                continue;
+            ((bool *)d)[row] = m[i].b;
+            break;
+        default:
+            if (m[i].kind == CK_JV_INT || m[i].kind == CK_JV_FLOAT)
+                put_text_number(v, row, &m[i]);
+            else if (m[i].kind == CK_JV_BOOL)
+                duckdb_vector_assign_string_element_len(v, (idx_t)row, m[i].b ? "true" : "false", m[i].b ? 4 : 5);
+            else
+                duckdb_vector_assign_string_element_len(v, (idx_t)row, m[i].str, (idx_t)m[i].str_len);
+            break;
+        }
+        set_valid(v, row, true);
+    }
+}
+
+/* The JSON members of a record value, or 0 when it is not a JSON object. */
+static int scan_value(ck_columnar_t *c, const ck_record_t *r, const ck_jmember_t **m)
+{
+    if (r->value.len <= 1)
+        return 0;
+    const uint8_t *p = r->value.ptr, *e = p + r->value.len;
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
+        p++;
+    if (p == e || *p != '{')
+        return 0;
+    int n = ck_jscan_object(&c->js, (const char *)r->value.ptr, (size_t)r->value.len, m);
+    return n > 0 ? n : 0;
+}
+
+/* ---------------------------------------------------------------- flush to Parquet */
+
+static void parquet_options(ck_wbuf_t *w, const ctopic_t *t)
+{
+    const char *codec = t->codec;
+    if (!strcmp(codec, "none"))
+        codec = "uncompressed";
+    sqlf(w, "(FORMAT parquet, COMPRESSION %s", codec);
+    if (!strcmp(codec, "zstd"))
+        sqlf(w, ", COMPRESSION_LEVEL %d", t->level);
+    sqlf(w, ", ROW_GROUP_SIZE %lld)", (long long)t->row_group);
+}
+
+static int flush_partition(ck_columnar_t *c, ctopic_t *t, int32_t p)
+{
+    cpart_t *cp = &t->parts[p];
+    if (cp->hot_rows == 0)
+        return 0;
+    int rc = chunk_flush(c, t);
+    if (t->parts[p].app && duckdb_appender_flush(t->parts[p].app) == DuckDBError)
+        rc = CK_EIO;
+    if (rc)
+        return rc;
+    int64_t first = cp->cold_end, last = cp->next - 1;
+    cfile_t f = {p, first, last, cp->hot_rows, 0, NULL};
+    char rel[200], sub[64] = "";
+    if (t->partitioning) {
+        time_t secs = (time_t)(ck_wall_ms() / 1000);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        if (t->partitioning == 1)
+            strftime(sub, sizeof(sub), "%Y-%m-%d/", &tm);
+        else
+            strftime(sub, sizeof(sub), "%Y-%m-%d-%H/", &tm);
+    }
+    snprintf(rel, sizeof(rel), "partition=%d/%ssegment_%020lld.parquet", p, sub, (long long)first);
+    char path[1600], tmp[1610], dir[1600];
+    snprintf(path, sizeof(path), "%s/%s", t->dir, rel);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    snprintf(dir, sizeof(dir), "%s", path);
+    *strrchr(dir, '/') = 0;
+    if (mkdirs(dir))
+        return CK_EIO;
+    ck_wbuf_t *w = &c->sql;
+    ck_wbuf_reset(w);
+    sqlf(w, "COPY (SELECT ");
+    sql_str(w, t->name);
+    sqlf(w, "::VARCHAR AS _topic, %d::INTEGER AS _partition, * FROM ", p);
+    hot_table(w, t, p);
+    sqlf(w, " ORDER BY _offset) TO ");
+    sql_str(w, tmp);
+    ck_wr_u8(w, ' ');
+    parquet_options(w, t);
+    rc = run_buf(c, w);
+    struct stat st;
+    if (!rc && (fsync_path(tmp, false) || stat(tmp, &st) || rename(tmp, path) || fsync_path(dir, true)))
+        rc = CK_EIO;
+    if (rc) {
+        unlink(tmp);
+        return rc;
+    }
+    f.bytes = st.st_size;
+    f.rel = ck_strdup(rel);
+    if (!f.rel || add_file(t, &f)) {
+        ck_free(f.rel);
+        unlink(path);
+        return CK_ENOMEM;
+    }
+    int64_t old_end = cp->cold_end;
+    cp->cold_end = cp->next;
+    bool *was = ck_calloc((size_t)t->ncols + 1, sizeof(bool));
+    for (int i = 0; i < t->ncols; i++) {
+        if (was)
+            was[i] = t->cols[i].in_cold;
+        t->cols[i].in_cold = true;
+    }
+    rc = manifest_write(t);
+    if (rc) {
+        /* not committed: forget the file */
+        cp->cold_end = old_end;
+        for (int i = 0; was && i < t->ncols; i++)
+            t->cols[i].in_cold = was[i];
+        ck_free(t->files[--t->nfiles].rel);
+        unlink(path);
+        ck_free(was);
+        return rc;
+    }
+    ck_free(was);
+    /* committed; now swap what queries see, atomically */
+    duckdb_appender_destroy(&cp->app);
+    cp->app = NULL;
+    cp->dirty = false;
+    ck_wbuf_reset(w);
+    sqlf(w, "BEGIN;\nDROP TABLE ");
+    hot_table(w, t, p);
+    sqlf(w, ";\n");
+    rc = run_buf(c, w);
+    if (!rc)
+        rc = create_hot(c, t, p, false);
+    if (!rc) {
+        ck_wbuf_reset(w);
+        views_sql(w, t);
+        sqlf(w, "COMMIT;");
+        rc = run_buf(c, w);
+    }
+    if (rc) {
+        run(c, "ROLLBACK");
+        CK_ERROR("columnar", "%s-%d: cannot swap the flushed rows out of the hot table", t->name, p);
+        return rc;
+    }
+    CK_DEBUG("columnar", "%s-%d: %lld rows [%lld, %lld] -> %s (%lld bytes)", t->name, p, (long long)f.rows,
+             (long long)first, (long long)last, rel, (long long)f.bytes);
+    cp->hot_rows = 0;
+    cp->hot_since = 0;
+    return 0;
+}
+
+/* Files wholly below the log start (retention, DeleteRecords) go away. */
+static void apply_retention(ck_columnar_t *c, ctopic_t *t, ck_idx_topic_t *it)
+{
+    bool any = false;
+    for (int i = 0; i < t->nfiles; i++) {
+        int64_t ls = ck_idx_topic_log_start(it, t->files[i].partition);
+        if (t->files[i].last < ls)
+            any = true;
+    }
+    if (!any)
+        return;
+    cfile_t *gone = ck_calloc((size_t)t->nfiles, sizeof(cfile_t));
+    if (!gone)
+        return;
+    int ng = 0, k = 0;
+    for (int i = 0; i < t->nfiles; i++) {
+        if (t->files[i].last < ck_idx_topic_log_start(it, t->files[i].partition))
+            gone[ng++] = t->files[i];
+        else
+            t->files[k++] = t->files[i];
+    }
+    t->nfiles = k;
+    if (manifest_write(t) == 0 && refresh_views(c, t) == 0) {
+        for (int i = 0; i < ng; i++) {
+            char path[1600];
+            file_path(t, &gone[i], path, sizeof(path));
+            unlink(path);
+            CK_INFO("columnar", "%s: retention removed %s", t->name, gone[i].rel);
+            ck_free(gone[i].rel);
+        }
+    } else {
+        for (int i = 0; i < ng; i++)
+            add_file(t, &gone[i]);
+    }
+    ck_free(gone);
+}
+
+/* ---------------------------------------------------------------- ops */
+
+static void read_options(ctopic_t *t, const ck_kvs_t *cfg)
+{
+    const char *v = ck_kvs_get(cfg, "columnar.compression");
+    snprintf(t->codec, sizeof(t->codec), "%s", v ? v : "zstd");
+    v = ck_kvs_get(cfg, "columnar.compression.level");
+    t->level = v ? atoi(v) : 3;
+    if (t->level < 1 || t->level > 22)
+        t->level = 3;
+    v = ck_kvs_get(cfg, "columnar.row_group_size");
+    t->row_group = v ? atoll(v) : 100000;
+    if (t->row_group < 1000)
+        t->row_group = 100000;
+    v = ck_kvs_get(cfg, "columnar.partitioning");
+    t->partitioning = !v || !strcmp(v, "none") ? 0 : !strcmp(v, "daily") ? 1 : 2;
+}
+
+/* A user-given columnar.json_schema ("a:int64,b:string?") seeds the columns. */
+static void seed_schema(ctopic_t *t, const char *s)
+{
+    while (s && *s) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        char item[300];
+        if (len < sizeof(item)) {
+            memcpy(item, s, len);
+            item[len] = 0;
+            char *colon = strrchr(item, ':');
+            if (colon) {
+                *colon = 0;
+                char *ty = colon + 1;
+                size_t tl = strlen(ty);
+                bool q = tl && ty[tl - 1] == '?';
+                if (q)
+                    ty[tl - 1] = 0;
+                int type = type_from_schema(ty);
+                if (type >= 0 && item[0] && !sys_name(item, strlen(item)) && add_col(t, item, strlen(item), type) == 0)
+                    t->cols[t->ncols - 1].nullable = q;
+            }
+        }
+        s = end ? end + 1 : NULL;
+    }
+}
+
+static void topic_free(ctopic_t *t)
+{
+    if (!t)
+        return;
+    ck_free(t->published);
+    close_appenders(t);
+    chunk_drop(t);
+    for (int i = 0; i < t->ncols; i++)
+        ck_free(t->cols[i].name);
+    for (int i = 0; i < t->nfiles; i++)
+        ck_free(t->files[i].rel);
+    ck_free(t->cols);
+    ck_free(t->files);
+    ck_free(t->parts);
+    ck_free(t->name);
+    ck_free(t);
+}
+
+static void drop_sql_objects(ck_columnar_t *c, ctopic_t *t)
+{
+    char nm[320];
+    ck_wbuf_t *w = &c->sql;
+    ck_wbuf_reset(w);
+    sqlf(w, "DROP VIEW IF EXISTS ");
+    sql_ident(w, t->sname);
+    snprintf(nm, sizeof(nm), "%s_hot", t->sname);
+    sqlf(w, "; DROP VIEW IF EXISTS ");
+    sql_ident(w, nm);
+    snprintf(nm, sizeof(nm), "%s_cold", t->sname);
+    sqlf(w, "; DROP VIEW IF EXISTS ");
+    sql_ident(w, nm);
+    sqlf(w, ";");
+    for (int32_t p = 0; p < t->npart; p++) {
+        sqlf(w, " DROP TABLE IF EXISTS ");
+        hot_table(w, t, p);
+        sqlf(w, ";");
+    }
+    run_buf(c, w);
+}
+
+static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
+{
+    ck_columnar_t *c = cap;
+    ctopic_t *t = it->priv;
+    if (t) {
+        /* more partitions */
+        if (it->npart > t->npart) {
+            int rc = chunk_flush(c, t);
+            close_appenders(t);
+            cpart_t *np = ck_realloc(t->parts, sizeof(cpart_t) * (size_t)it->npart);
+            if (!np)
+                return CK_ENOMEM;
+            t->parts = np;
+            int64_t *pub = ck_realloc(t->published, sizeof(int64_t) * (size_t)it->npart);
+            if (!pub)
+                return CK_ENOMEM;
+            t->published = pub;
+            for (int32_t p = t->npart; p < it->npart; p++)
+                pub[p] = -1;
+            for (int32_t p = t->npart; p < it->npart; p++)
+                memset(&np[p], 0, sizeof(np[p]));
+            int32_t old = t->npart;
+            t->npart = it->npart;
+            for (int32_t p = old; p < t->npart && !rc; p++)
+                rc = create_hot(c, t, p, true);
+            if (!rc)
+                rc = refresh_views(c, t);
+            if (!rc)
+                rc = manifest_write(t);
+            if (rc)
+                return rc;
+        }
+        for (int32_t p = 0; p < t->npart; p++)
+            next[p] = t->parts[p].next;
+        publish(c, t);
+        return 0;
+    }
+    t = ck_calloc(1, sizeof(*t));
+    if (!t)
+        return CK_ENOMEM;
+    for (int i = 0; i < MAX_COLS; i++)
+        t->hint[i] = -1;
+    t->name = ck_strdup(it->name);
+    t->npart = it->npart;
+    t->parts = ck_calloc((size_t)it->npart, sizeof(cpart_t));
+    t->published = ck_calloc((size_t)it->npart, sizeof(int64_t));
+    if (!t->name || !t->parts || !t->published) {
+        topic_free(t);
+        return CK_ENOMEM;
+    }
+    memcpy(t->id, it->id, 16);
+    ck_columnar_sql_name(t->name, t->sname, sizeof(t->sname));
+    for (ctopic_t *o = c->open; o; o = o->lnext) {
+        if (!strcasecmp(o->sname, t->sname)) {
+            ck_idx_topic_set_status(it, "SQL name %s is taken by topic %s; rename one of them", t->sname, o->name);
+            CK_WARN("columnar", "%s: SQL name %s is taken by topic %s; no SQL tables", t->name, t->sname, o->name);
+            topic_free(t);
+            return CK_EEXIST;
+        }
+    }
+    snprintf(t->dir, sizeof(t->dir), "%s/%s", c->dir, t->name);
+    read_options(t, &it->configs);
+    int rc = manifest_load(t);
+    if (!rc && t->ncols == 0)
+        seed_schema(t, ck_kvs_get(&it->configs, "columnar.json_schema"));
+    if (!rc)
+        rc = mkdirs(t->dir);
+    if (!rc)
+        remove_orphans(t, "", 0);
+    /* files whose partition no longer exists cannot be: partitions only grow */
+    for (int32_t p = 0; p < t->npart && !rc; p++) {
+        t->parts[p].next = t->parts[p].cold_end;
+        rc = create_hot(c, t, p, true);
+    }
+    if (!rc)
+        rc = refresh_views(c, t);
+    if (!rc)
+        rc = manifest_write(t);
+    if (!rc)
+        rc = chunk_make(t);
+    if (rc) {
+        drop_sql_objects(c, t);
+        topic_free(t);
+        return rc;
+    }
+    for (int32_t p = 0; p < t->npart; p++) {
+        next[p] = t->parts[p].next;
+        ck_idx_topic_set_visible(it, p, t->parts[p].next);
+    }
+    it->priv = t;
+    t->it = it;
+    t->lnext = c->open;
+    c->open = t;
+    publish(c, t);
+    CK_INFO("columnar", "%s: SQL tables %s, %s_hot, %s_cold (%d files, %d columns)", t->name, t->sname, t->sname,
+            t->sname, t->nfiles, t->ncols);
+    return 0;
+}
+
+static int op_config(void *cap, ck_idx_topic_t *it)
+{
+    ctopic_t *t = it->priv;
+    if (t)
+        read_options(t, &it->configs);
+    (void)cap;
+    return 0;
+}
+
+static int op_apply(void *cap, ck_idx_topic_t *it, const ck_idx_batch_t *b)
+{
+    ck_columnar_t *c = cap;
+    ctopic_t *t = it->priv;
+    if (!t || b->partition >= t->npart)
+        return CK_EINVAL;
+    cpart_t *cp = &t->parts[b->partition];
+    if (t->chunk_rows && t->chunk_part != b->partition) {
+        int rc = chunk_flush(c, t);
+        if (rc)
+            return rc;
+    }
+    t->chunk_part = b->partition;
+    int rc = 0;
+    for (int i = 0; i < b->n && !rc; i++) {
+        const ck_record_t *r = &b->recs[i];
+        const ck_jmember_t *m = NULL;
+        int nm = scan_value(c, r, &m);
+        if (nm > 0) {
+            rc = fit_schema(c, t, m, nm);
+            if (rc)
+                break;
+            /* fit_schema may have flushed the chunk; the members stay valid (the scanner
+             * is not used in between) */
+        }
+        if (!t->chunk && (rc = chunk_make(t)))
+            break;
+        t->chunk_part = b->partition;
+        put_row(t, t->chunk_rows++, r, b->ts_type, m, nm);
+        for (int k = 0; k < nm; k++) {
+            if (m[k].kind == CK_JV_NULL)
+                continue;
+            int col = find_col(t, k, m[k].key, m[k].key_len);
+            if (col >= 0)
+                t->cols[col].seen++;
+        }
+        t->total_rows++;
+        if (t->chunk_rows == (int)duckdb_vector_size())
+            rc = chunk_flush(c, t);
+        if (!rc) {
+            cp->next = r->offset + 1;
+            cp->hot_rows++;
+            if (!cp->hot_since)
+                cp->hot_since = ck_mono_ms();
+        }
+    }
+    if (rc)
+        return rc;
+    if (c->cfg.hot_max_records > 0 && cp->hot_rows >= c->cfg.hot_max_records) {
+        rc = flush_partition(c, t, b->partition);
+        if (!rc)
+            publish(c, t);
+    }
+    return rc;
+}
+
+static void make_visible(ck_columnar_t *c, ctopic_t *t)
+{
+    if (chunk_flush(c, t))
+        return;
+    for (int32_t p = 0; p < t->npart; p++) {
+        cpart_t *cp = &t->parts[p];
+        if (cp->dirty && cp->app) {
+            if (duckdb_appender_flush(cp->app) == DuckDBError) {
+                ck_idx_topic_set_status(t->it, "append failed: %s", duckdb_appender_error(cp->app));
+                continue;
+            }
+            cp->dirty = false;
+        }
+        if (t->published[p] != cp->next) {
+            ck_idx_topic_set_visible(t->it, p, cp->next);
+            t->published[p] = cp->next;
+        }
+    }
+}
+
+static void op_idle(void *cap, int64_t now)
+{
+    ck_columnar_t *c = cap;
+    for (ctopic_t *t = c->open; t; t = t->lnext) {
+        make_visible(c, t);
+        bool changed = false;
+        for (int32_t p = 0; p < t->npart; p++) {
+            cpart_t *cp = &t->parts[p];
+            if (cp->hot_rows && cp->hot_since && now - cp->hot_since >= c->cfg.flush_interval_ms) {
+                int rc = flush_partition(c, t, p);
+                if (rc) {
+                    ck_idx_topic_set_status(t->it, "Parquet write failed: %s", ck_strerror(rc));
+                    cp->hot_since = now; /* retry after another interval */
+                } else {
+                    changed = true;
+                }
+            }
+        }
+        if (now - t->last_retention >= 1000) {
+            t->last_retention = now;
+            int before = t->nfiles;
+            apply_retention(c, t, t->it);
+            changed |= before != t->nfiles;
+        }
+        if (changed || t->pub_dirty || now - t->last_publish >= 1000) {
+            publish(c, t);
+            t->pub_dirty = false;
+            t->last_publish = now;
+        }
+    }
+}
+
+static void unlink_open(ck_columnar_t *c, ctopic_t *t)
+{
+    for (ctopic_t **pp = &c->open; *pp; pp = &(*pp)->lnext) {
+        if (*pp == t) {
+            *pp = t->lnext;
+            break;
+        }
+    }
+}
+
+static void op_drop(void *cap, ck_idx_topic_t *it)
+{
+    ck_columnar_t *c = cap;
+    ctopic_t *t = it->priv;
+    if (!t)
+        return;
+    unlink_open(c, t);
+    close_appenders(t);
+    chunk_drop(t);
+    drop_sql_objects(c, t);
+    rmtree(t->dir);
+    unpublish(c, t->name);
+    CK_INFO("columnar", "%s: SQL tables and Parquet files removed", t->name);
+    topic_free(t);
+    it->priv = NULL;
+}
+
+static void op_close(void *cap, ck_idx_topic_t *it)
+{
+    ck_columnar_t *c = cap;
+    ctopic_t *t = it->priv;
+    if (!t)
+        return;
+    unlink_open(c, t);
+    chunk_flush(c, t);
+    close_appenders(t);
+    unpublish(c, t->name);
+    topic_free(t);
+    it->priv = NULL;
+}
+
+static bool op_enabled(const ck_topic_t *tp)
+{
+    const char *v = ck_topic_config(tp, "columnar.enabled", NULL);
+    return v && !strcasecmp(v, "true");
+}
+
+const ck_capability_ops_t ck_columnar_ops = {
+    .name = "columnar",
+    .enabled = op_enabled,
+    .open_topic = op_open,
+    .config_topic = op_config,
+    .apply = op_apply,
+    .idle = op_idle,
+    .drop_topic = op_drop,
+    .close_topic = op_close,
+};
+
+int ck_columnar_new(const ck_columnar_config_t *cfg, duckdb_database db, ck_columnar_t **out)
+{
+    ck_columnar_t *c = ck_calloc(1, sizeof(*c));
+    if (!c)
+        return CK_ENOMEM;
+    c->cfg = *cfg;
+    snprintf(c->dir, sizeof(c->dir), "%s", cfg->dir);
+    c->cfg.dir = c->dir;
+    c->db = db;
+    pthread_mutex_init(&c->mu, NULL);
+    ck_jscan_init(&c->js);
+    if (mkdirs(c->dir) || duckdb_connect(db, &c->conn) == DuckDBError) {
+        ck_columnar_free(c);
+        return CK_EIO;
+    }
+    *out = c;
+    return 0;
+}
+
+void ck_columnar_free(ck_columnar_t *c)
+{
+    if (!c)
+        return;
+    if (c->conn)
+        duckdb_disconnect(&c->conn);
+    ck_jscan_free(&c->js);
+    ck_wbuf_free(&c->sql);
+    for (int i = 0; i < c->nents; i++) {
+        ck_free(c->ents[i]->cols);
+        ck_free(c->ents[i]);
+    }
+    ck_free(c->ents);
+    pthread_mutex_destroy(&c->mu);
+    ck_free(c);
+}
