@@ -38,7 +38,7 @@ log()  { echo "setup.sh: $*" >&2; }
 # Package list: "name" or "name=version" (the version is a preference: if apt does not
 # have it, the candidate version is installed instead, with a warning).
 PKGS=(
-  build-essential cmake pkg-config git clang
+  build-essential cmake pkg-config git clang libclang-rt-14-dev
   zlib1g-dev
   libsnappy-dev=1.1.9-3
   liblz4-dev=1.9.4-1
