@@ -278,6 +278,11 @@ int ck_sql_db_open(const char *allowed_dir, const char *memory_limit, ck_sql_db_
         {"autoinstall_known_extensions", "false"},
         {"allow_community_extensions", "false"},
         {"memory_limit", memory_limit},
+        /* Compressed materialization packs GROUP BY / ORDER BY strings into integers sized
+         * from the column statistics. On a table being appended to, a query can read the
+         * statistics from before the newest rows (e.g. a column that was all NULL) and then
+         * decodes their strings to garbage ("Paris" came back as "T"); correctness first. */
+        {"disabled_optimizers", "compressed_materialization"},
     };
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
         if (!opts[i][1])

@@ -74,6 +74,7 @@ struct cap {
     _Atomic size_t queued;
     ltopic_t **lt; /* guarded by ix->mu for readers on other threads */
     int nlt, clt;
+    int rr; /* round-robin start for feeding */
 };
 
 struct ck_indexer {
@@ -204,7 +205,10 @@ static void do_open(cap_t *c, job_t *j)
     ck_free(t->start);
     t->start = start;
     atomic_store(&t->failed, false);
+    pthread_mutex_lock(&t->ix->mu);
     atomic_store_explicit(&t->ready_gen, j->gen, memory_order_release);
+    pthread_cond_broadcast(&t->ix->vis);
+    pthread_mutex_unlock(&t->ix->mu);
 }
 
 static void do_data(cap_t *c, job_t *j, ck_wbuf_t *scratch, ck_record_t **recs, int *crecs)
@@ -566,66 +570,93 @@ static void reconcile(ck_indexer_t *ix, cap_t *c, int64_t now)
     }
 }
 
+/* Reads one chunk of partition p at its cursor into a job. Returns true if it queued one. */
+static bool feed_one(ck_indexer_t *ix, cap_t *c, ltopic_t *l, ck_topic_t *tp, int32_t p)
+{
+    ck_partition_t *part = tp->parts[p];
+    int64_t hw = ck_partition_durable_end(part);
+    if (l->cursor[p] >= hw)
+        return false;
+    int64_t ls = ck_partition_log_start(part);
+    if (l->cursor[p] < ls)
+        l->cursor[p] = ls;
+    ck_wbuf_reset(&ix->rbuf);
+    int64_t n = ck_partition_read(part, l->cursor[p], hw, READ_CHUNK, true, &ix->rbuf);
+    if (n <= 0) {
+        if (n < 0)
+            CK_WARN("index", "%s: cannot read %s-%d at %lld: %s", c->ops->name, tp->name, p, (long long)l->cursor[p],
+                    ck_strerror((int)n));
+        return false;
+    }
+    /* the cursor moves past the last batch read */
+    const uint8_t *b = ix->rbuf.data, *e = ix->rbuf.data + n;
+    int64_t last = -1;
+    while (e - b >= CK_BATCH_HEADER_SIZE) {
+        ck_batch_header_t h;
+        ck_batch_header_parse(b, &h);
+        int64_t sz = ck_batch_total_size(b, (size_t)(e - b));
+        if (sz <= 0 || sz > e - b)
+            break;
+        last = h.base_offset + h.last_offset_delta;
+        b += sz;
+    }
+    if (last < l->cursor[p])
+        return false;
+    job_t *j = new_job(J_DATA, l->t);
+    if (!j)
+        return false;
+    j->partition = p;
+    j->data = ck_wbuf_steal(&ix->rbuf, &j->len);
+    l->cursor[p] = last + 1;
+    push(c, j);
+    return true;
+}
+
+/* Is the topic ready to be fed (cursors set from the worker's start offsets)? */
+static ck_topic_t *feedable(ck_indexer_t *ix, ltopic_t *l)
+{
+    ck_topic_t *tp = ck_topics_get(ix->topics, l->t->pub.name, (int)strlen(l->t->pub.name));
+    if (!tp || tp->npart < l->npart)
+        return NULL;
+    for (int32_t p = 0; p < l->npart; p++) {
+        atomic_store(&l->t->pub.parts[p].hw, ck_partition_durable_end(tp->parts[p]));
+        atomic_store(&l->t->pub.parts[p].log_start, ck_partition_log_start(tp->parts[p]));
+    }
+    if (!l->fed) {
+        if (tp->npart != l->npart || atomic_load_explicit(&l->t->ready_gen, memory_order_acquire) != l->gen ||
+            atomic_load(&l->t->failed))
+            return NULL;
+        for (int32_t p = 0; p < l->npart; p++)
+            l->cursor[p] = l->t->start[p];
+        l->fed = true;
+    }
+    return atomic_load(&l->t->failed) ? NULL : tp;
+}
+
+/* Round-robin over topics and partitions, one chunk each per round, so that a topic
+ * written at full speed cannot starve the others of the worker's queue. */
 static void feed(ck_indexer_t *ix, cap_t *c)
 {
-    for (int i = 0; i < c->nlt; i++) {
-        ltopic_t *l = c->lt[i];
-        ck_topic_t *tp = ck_topics_get(ix->topics, l->t->pub.name, (int)strlen(l->t->pub.name));
-        if (!tp || tp->npart < l->npart)
-            continue;
-        for (int32_t p = 0; p < l->npart; p++) {
-            atomic_store(&l->t->pub.parts[p].hw, ck_partition_durable_end(tp->parts[p]));
-            atomic_store(&l->t->pub.parts[p].log_start, ck_partition_log_start(tp->parts[p]));
-        }
-        if (!l->fed) {
-            if (tp->npart != l->npart || atomic_load_explicit(&l->t->ready_gen, memory_order_acquire) != l->gen ||
-                atomic_load(&l->t->failed))
+    if (c->nlt == 0)
+        return;
+    ck_topic_t **tps = ck_calloc((size_t)c->nlt, sizeof(*tps));
+    if (!tps)
+        return;
+    for (int i = 0; i < c->nlt; i++)
+        tps[i] = feedable(ix, c->lt[i]);
+    bool more = true;
+    while (more && atomic_load(&c->queued) < QUEUE_LIMIT) {
+        more = false;
+        for (int k = 0; k < c->nlt && atomic_load(&c->queued) < QUEUE_LIMIT; k++) {
+            int i = (c->rr + k) % c->nlt;
+            if (!tps[i])
                 continue;
-            for (int32_t p = 0; p < l->npart; p++)
-                l->cursor[p] = l->t->start[p];
-            l->fed = true;
-        }
-        if (atomic_load(&l->t->failed))
-            continue;
-        for (int32_t p = 0; p < l->npart; p++) {
-            ck_partition_t *part = tp->parts[p];
-            int64_t hw = ck_partition_durable_end(part);
-            while (l->cursor[p] < hw && atomic_load(&c->queued) < QUEUE_LIMIT) {
-                int64_t ls = ck_partition_log_start(part);
-                if (l->cursor[p] < ls)
-                    l->cursor[p] = ls;
-                ck_wbuf_reset(&ix->rbuf);
-                int64_t n = ck_partition_read(part, l->cursor[p], hw, READ_CHUNK, true, &ix->rbuf);
-                if (n <= 0) {
-                    if (n < 0)
-                        CK_WARN("index", "%s: cannot read %s-%d at %lld: %s", c->ops->name, tp->name, p,
-                                (long long)l->cursor[p], ck_strerror((int)n));
-                    break;
-                }
-                /* the cursor moves past the last batch read */
-                const uint8_t *b = ix->rbuf.data, *e = ix->rbuf.data + n;
-                int64_t last = -1;
-                while (e - b >= CK_BATCH_HEADER_SIZE) {
-                    ck_batch_header_t h;
-                    ck_batch_header_parse(b, &h);
-                    int64_t sz = ck_batch_total_size(b, (size_t)(e - b));
-                    if (sz <= 0 || sz > e - b)
-                        break;
-                    last = h.base_offset + h.last_offset_delta;
-                    b += sz;
-                }
-                if (last < l->cursor[p])
-                    break;
-                job_t *j = new_job(J_DATA, l->t);
-                if (!j)
-                    break;
-                j->partition = p;
-                j->data = ck_wbuf_steal(&ix->rbuf, &j->len);
-                l->cursor[p] = last + 1;
-                push(c, j);
-            }
+            for (int32_t p = 0; p < c->lt[i]->npart && atomic_load(&c->queued) < QUEUE_LIMIT; p++)
+                more |= feed_one(ix, c, c->lt[i], tps[i], p);
         }
     }
+    c->rr = (c->rr + 1) % c->nlt;
+    ck_free(tps);
 }
 
 void ck_indexer_poll(ck_indexer_t *ix)
@@ -757,6 +788,40 @@ int ck_indexer_wait(ck_indexer_t *ix, const char *capname, const char *topic, in
         ts.tv_sec += wait / 1000;
         ts.tv_nsec += (wait % 1000) * 1000000L;
         if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&ix->vis, &ix->mu, &ts);
+    }
+    pthread_mutex_unlock(&ix->mu);
+    return rc;
+}
+
+int ck_indexer_wait_ready(ck_indexer_t *ix, const char *capname, const char *topic, int64_t deadline_ms)
+{
+    cap_t *c = find_cap(ix, capname);
+    if (!c)
+        return CK_ENOENT;
+    int rc = 0;
+    pthread_mutex_lock(&ix->mu);
+    for (;;) {
+        ltopic_t *l = find_lt(c, topic);
+        if (ix->cancelled || !l) {
+            rc = ix->cancelled ? CK_ECLOSED : CK_ENOENT;
+            break;
+        }
+        if (atomic_load(&l->t->ready_gen) == l->gen || atomic_load(&l->t->failed))
+            break;
+        int64_t now = ck_mono_ms();
+        if (now >= deadline_ms) {
+            rc = CK_EAGAIN;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t wait = deadline_ms - now < 100 ? deadline_ms - now : 100;
+        ts.tv_nsec += wait * 1000000L;
+        while (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }

@@ -118,6 +118,9 @@ bool ck_indexer_status(ck_indexer_t *ix, const char *cap, const char *topic, ck_
  * CK_EAGAIN (deadline passed), CK_ECLOSED (shutting down), or CK_ENOENT (capability not enabled on the topic / no such partition). */
 int ck_indexer_wait(ck_indexer_t *ix, const char *cap, const char *topic, int32_t partition,
                     int64_t offset, int64_t deadline_ms);
+/* Waits until the capability has opened the topic (its tables exist) or failed to, or
+ * the deadline. Returns 0, CK_EAGAIN, CK_ENOENT (not enabled), CK_ECLOSED. */
+int ck_indexer_wait_ready(ck_indexer_t *ix, const char *cap, const char *topic, int64_t deadline_ms);
 /* Shutdown: ck_indexer_wait callers return CK_ECLOSED now and from now on. */
 void ck_indexer_cancel_waits(ck_indexer_t *ix);
 /* Prometheus lines for every capability/topic/partition: chronik_indexer_lag_records,

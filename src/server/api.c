@@ -295,6 +295,26 @@ out:
     ck_kvs_free(&cfg);
 }
 
+static void do_get(ck_api_t *a, void *arg);
+
+/* A capability just enabled answers queries once the worker opened it: wait for that
+ * (bounded), so that a client's next request finds the tables. True if it waited. */
+static bool wait_capabilities(ck_api_t *a, const char *topic)
+{
+    return ck_indexer_wait_ready(a->d.indexer, "columnar", topic, ck_mono_ms() + 5000) != CK_ENOENT;
+}
+
+static void refresh_description(ck_api_t *a, topic_op_t *op)
+{
+    json_t *old = op->out;
+    op->out = NULL;
+    if (loop_call(a, do_get, op) != 0 || !op->out) {
+        op->out = old;
+        return;
+    }
+    json_decref(old);
+}
+
 static void h_topics_create(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 {
     ck_api_t *a = ud;
@@ -325,6 +345,8 @@ static void h_topics_create(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
                          parts && json_is_integer(parts) ? (int32_t)json_integer_value(parts) : a->d.default_partitions,
                          json_is_object(cfg) ? cfg : NULL};
         if (!unavailable(a, loop_call(a, do_create, &op), resp)) {
+            if (op.out && wait_capabilities(a, op.name))
+                refresh_description(a, &op);
             if (op.out)
                 ck_http_resp_json(resp, op.status, op.out);
             else
@@ -468,6 +490,8 @@ static void h_topic_config(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     }
     topic_op_t op = {ck_http_param(req, 0), 0, cfg};
     if (!unavailable(a, loop_call(a, do_alter, &op), resp)) {
+        if (op.out && wait_capabilities(a, op.name))
+            refresh_description(a, &op);
         if (op.status == 404)
             not_found(resp, op.name);
         else if (op.out)
@@ -645,7 +669,7 @@ static void sql_error(ck_api_t *a, ck_http_resp_t *resp, const ck_sql_error_t *e
         if (name[0]) {
             ck_columnar_table_t t;
             if (!ck_columnar_find_table(a->d.columnar, name, &t)) {
-                ck_http_resp_error(resp, 400, "QueryError",
+                ck_http_resp_error(resp, 400, e->error_type ? e->error_type : "QueryError",
                                    "%s (SQL tables exist for topics with columnar.enabled=true; see GET /_sql/tables)",
                                    e->message);
                 return;
