@@ -14,18 +14,40 @@
  *   body complete   on_access() last call: 404/405/413/400, or the handler; respond().
  *   response sent   req_completed(): frees the request (also on errors and shutdown).
  *
+ * Malformed framing. libmicrohttpd 0.9.75 mishandles some malformed requests, and this
+ * layer works around it:
+ *  - A line starting with a NUL byte counts as an empty line there and is skipped, so
+ *    "\0garbage\r\n\r\n" on a fresh connection got no answer until the idle timeout (and
+ *    a header line starting with NUL ended the header section). The listening socket
+ *    defers accept until the client's first bytes arrive (TCP_DEFER_ACCEPT), and
+ *    conn_started() peeks at them before MHD reads anything: a first request that does
+ *    not start with a method token, or has a NUL byte in its header section, is answered
+ *    400 on the socket and the connection closed (refuse_raw()).
+ *  - A malformed or oversized Content-Length makes MHD queue its error page but then
+ *    carry on, and it sends the header block twice. MHD logs the reason just before; on
+ *    that message mhd_log() answers 400 (413) on the socket itself and shuts it down, so
+ *    MHD's own writes fail and it closes the connection.
+ *  - Conflicting Content-Length headers (MHD takes the first), Transfer-Encoding with
+ *    Content-Length, or a transfer coding other than chunked reach on_access(), which
+ *    answers 400 (501 for an unknown coding with chunked last) and closes the connection
+ *    (RFC 9112 section 6), never guessing the body length.
+ *
  * Stop: mark stopping (new requests get 503 and Connection: close), close the listening
  * socket (MHD_quiesce_daemon), wait up to stop_grace_ms for requests in flight to
  * complete, then MHD_stop_daemon shuts every connection down and joins their threads. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +63,18 @@
 #define CONN_MEMORY (64 * 1024)
 /* The most body buffer allocated before the bytes arrive. */
 #define PREALLOC_MAX ((size_t)1 << 20)
+/* The kernel holds a new connection back from accept until its first bytes arrive, up
+ * to about this long (then it is accepted anyway), so they can be checked. */
+#define DEFER_ACCEPT_S 3
+/* How much of a new connection's first bytes conn_started() looks at. */
+#define SNIFF_BYTES 8192
+
+/* The socket context of a connection refused by conn_started(). */
+static char refused_conn;
+
+/* The request whose header MHD is reading on this (connection) thread: from its request
+ * line (uri_started) to the first on_access() call. For mhd_log(). */
+static __thread ck_http_req_t *tl_req;
 
 static const char oom_body[] = "{\"error\":\"out of memory\",\"error_type\":\"InternalError\"}";
 
@@ -149,6 +183,11 @@ static int try_bind(int family, const struct sockaddr *sa, socklen_t salen, bool
         close(fd);
         return -1;
     }
+    /* best effort: without it, conn_started() sees the first bytes only when they came
+     * quickly enough */
+    int defer = DEFER_ACCEPT_S;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer)) != 0)
+        CK_DEBUG("http", "TCP_DEFER_ACCEPT: %s", strerror(errno));
     return fd;
 }
 
@@ -203,6 +242,105 @@ static int http_listen(ck_http_t *h, int *family)
     snprintf(h->h_errbuf, sizeof(h->h_errbuf), "bind %s:%d: %s", *b ? b : "0.0.0.0", port,
              strerror(err));
     return err == EADDRINUSE ? CK_EEXIST : ck_from_errno(err);
+}
+
+/* ---- refusing behind MHD's back ---- */
+
+/* Writes a complete error response (JSON body, Connection: close) straight to fd, then
+ * shuts the socket down both ways: MHD reads EOF, and its own writes fail, so it closes
+ * the connection without sending anything more. Only for a socket on which MHD has no
+ * response queued or in flight: before MHD reads the first request, or while it parses a
+ * request's header. Waits up to wait_ms for room in the send buffer. msg must need no
+ * JSON escaping. */
+static void refuse_raw(int fd, int status, const char *error_type, const char *msg, int wait_ms)
+{
+    char body[384], buf[640];
+    int bl =
+        snprintf(body, sizeof(body), "{\"error\":\"%s\",\"error_type\":\"%s\"}", msg, error_type);
+    if (bl < 0 || (size_t)bl >= sizeof(body))
+        bl = 0;
+    const char *reason = MHD_get_reason_phrase_for((unsigned)status);
+    int n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\n\r\n%.*s",
+                     status, reason && *reason ? reason : "Error", bl, bl, body);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
+    size_t off = 0;
+    int64_t deadline = ck_mono_ms() + wait_ms;
+    while (off < len) {
+        ssize_t w = send(fd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        int64_t left = deadline - ck_mono_ms();
+        if (w == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || left <= 0)
+            break;
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        poll(&p, 1, (int)left);
+    }
+    shutdown(fd, SHUT_RDWR);
+}
+
+static bool is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* What is wrong with the first n bytes a client sent (NULL: nothing seen so far): the
+ * request must start with a method token (after empty lines, which MHD skips), and its
+ * header section must not hold a NUL byte (MHD would take a line starting with one for
+ * the empty line ending the header). */
+static const char *bad_request_start(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (p[i] == '\r' || p[i] == '\n'))
+        i++;
+    if (i == n)
+        return NULL;
+    if (!is_tchar(p[i]))
+        return "malformed request line";
+    for (; i < n; i++) {
+        if (p[i] == 0)
+            return "NUL byte in the request header";
+        if (p[i] == '\n' && i + 1 < n &&
+            (p[i + 1] == '\n' || (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n')))
+            break; /* the end of the header section: the body may hold anything */
+    }
+    return NULL;
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION, on MHD's listening thread as a connection is accepted
+ * and before its thread reads from it. Refuses a connection whose first bytes (usually
+ * there already: TCP_DEFER_ACCEPT) cannot begin a request MHD handles properly. */
+static void conn_started(void *cls, struct MHD_Connection *conn, void **socket_context,
+                         enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    if (code != MHD_CONNECTION_NOTIFY_STARTED)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return;
+    int fd = ci->connect_fd;
+    unsigned char buf[SNIFF_BYTES];
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    if (n <= 0)
+        return;
+    const char *why = bad_request_start(buf, (size_t)n);
+    if (!why)
+        return;
+    *socket_context = &refused_conn;
+    /* drop what arrived, so that MHD does not parse it and closing does not reset the
+     * connection (losing the answer) over unread bytes */
+    for (int i = 0; i < 64 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++) {
+    }
+    refuse_raw(fd, 400, "BadRequest", why, 0);
+    CK_DEBUG("http", "new connection refused with 400: %s", why);
 }
 
 /* ---- responding ---- */
@@ -268,7 +406,8 @@ static enum MHD_Result respond(ck_http_req_t *r)
     int route = r->rq_route ? r->rq_route->rt_id : h->h_nroutes;
     ck__http_metrics_record(&h->h_metrics, ck__http_method_index(r->rq_method), route, status,
                             secs);
-    if (status >= 500 && r->rq_reject != 503) /* a 503 is part of stopping */
+    /* a 503 is part of stopping, a 501 the client's doing */
+    if (status >= 500 && r->rq_reject != 503 && r->rq_reject != 501)
         CK_WARN("http", "%s %s -> %d (%s) %.3f ms: %s", r->rq_method, r->rq_raw_path, status,
                 r->rq_route ? r->rq_route->rt_pattern : "unmatched", secs * 1e3,
                 resp->rs_oom      ? "out of memory"
@@ -313,8 +452,17 @@ static void set_reject(ck_http_req_t *r, int status)
     case 503:
         ck_http_resp_error(resp, 503, "ServiceUnavailable", "server shutting down");
         break;
+    case 501:
+        ck_http_resp_error(resp, 501, "NotImplemented", "%s", r->rq_framing);
+        ck_http_resp_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        break;
     default:
-        ck_http_resp_error(resp, 400, "InvalidPath", "invalid percent-encoding in path");
+        if (r->rq_framing) {
+            ck_http_resp_error(resp, 400, "BadRequest", "%s", r->rq_framing);
+            ck_http_resp_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        } else {
+            ck_http_resp_error(resp, 400, "InvalidPath", "invalid percent-encoding in path");
+        }
         break;
     }
 }
@@ -324,6 +472,10 @@ static void set_reject(ck_http_req_t *r, int status)
 static void *uri_started(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     ck_http_t *h = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context == &refused_conn)
+        return NULL; /* answered already: on_access drops the connection */
     ck_http_req_t *r = ck_calloc(1, sizeof(*r));
     if (!r)
         return NULL;
@@ -339,6 +491,7 @@ static void *uri_started(void *cls, const char *uri, struct MHD_Connection *conn
     pthread_mutex_lock(&h->h_mu);
     h->h_active++;
     pthread_mutex_unlock(&h->h_mu);
+    tl_req = r;
     return r;
 }
 
@@ -350,6 +503,8 @@ static void req_completed(void *cls, struct MHD_Connection *conn, void **con_cls
     if (!r)
         return;
     *con_cls = NULL;
+    if (tl_req == r)
+        tl_req = NULL;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->rq_answered)
         CK_DEBUG("http", "%s %s: connection ended before the response was sent (%d)",
                  r->rq_method ? r->rq_method : "?", r->rq_raw_path, (int)toe);
@@ -415,6 +570,76 @@ static void resolve(ck_http_req_t *r)
         return;
     }
     r->rq_midx = mi;
+}
+
+typedef struct framing {
+    int ncl, nte;
+    unsigned long long cl;
+    bool cl_bad, cl_conflict;
+    const char *te;
+} framing_t;
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    framing_t *f = cls;
+    if (!key)
+        return MHD_YES;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        /* 1*DIGIT; MHD checked the first one only */
+        unsigned long long v = 0;
+        const char *p = value ? value : "";
+        bool ok = *p != 0;
+        for (; ok && *p; p++) {
+            if (*p < '0' || *p > '9' || v > (ULLONG_MAX - 9) / 10)
+                ok = false;
+            else
+                v = v * 10 + (unsigned)(*p - '0');
+        }
+        if (!ok)
+            f->cl_bad = true;
+        else if (f->ncl && v != f->cl)
+            f->cl_conflict = true;
+        f->cl = v;
+        f->ncl++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->nte++;
+        f->te = value ? value : "";
+    }
+    return MHD_YES;
+}
+
+/* Checks how the request says its body is framed (RFC 9112 section 6.3); NULL when fine,
+ * else why not, with *status 400 or 501. Such a request is answered and the connection
+ * closed: the end of its body, so the start of the next request, is unknown. */
+static const char *check_framing(struct MHD_Connection *conn, int *status)
+{
+    framing_t f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &f);
+    *status = 400;
+    if (f.cl_bad)
+        return "invalid Content-Length header";
+    if (f.cl_conflict)
+        return "conflicting Content-Length headers";
+    if (f.nte && f.ncl)
+        return "both Transfer-Encoding and Content-Length headers";
+    if (f.nte > 1)
+        return "repeated Transfer-Encoding header";
+    if (f.nte && strcasecmp(f.te, "chunked") != 0) {
+        /* MHD decodes chunked alone: any other coding list is refused, with 501 when it
+         * ends in chunked as it must, else 400 */
+        const char *last = strrchr(f.te, ',');
+        last = last ? last + 1 : f.te;
+        last += strspn(last, " \t");
+        size_t n = strcspn(last, " \t");
+        bool chunked_last = n == 7 && strncasecmp(last, "chunked", 7) == 0 &&
+                            last[n + strspn(last + n, " \t")] == 0;
+        if (chunked_last && last != f.te)
+            *status = 501;
+        return "unsupported Transfer-Encoding (only chunked is accepted)";
+    }
+    return NULL;
 }
 
 static bool content_length_over(ck_http_req_t *r, size_t *len)
@@ -486,9 +711,21 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         r->rq_conn = conn;
         r->rq_method = method;
         r->rq_url = url;
+        if (tl_req == r)
+            tl_req = NULL;
         if (atomic_load(&h->h_stopping)) {
             r->rq_reject = 503;
             set_reject(r, 503);
+            return respond(r);
+        }
+        int fst;
+        const char *bad = check_framing(conn, &fst);
+        if (bad) {
+            /* MHD reads no body after an early response, and closes the connection */
+            r->rq_reject = fst;
+            r->rq_framing = bad;
+            r->rq_discard = true;
+            set_reject(r, fst);
             return respond(r);
         }
         resolve(r);
@@ -547,6 +784,28 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     if (atomic_load(&h->h_starting))
         snprintf(h->h_errbuf, sizeof(h->h_errbuf), "%.200s", msg);
     CK_DEBUG("http", "libmicrohttpd: %s", msg);
+    /* MHD 0.9.75 says so just before queueing an error page for a bad Content-Length;
+     * then it goes on as if nothing happened and sends two header blocks. Answer here,
+     * before MHD writes anything, and make its writes fail (see the top of the file). */
+    ck_http_req_t *r = tl_req;
+    if (r && r->rq_h == h && !r->rq_started && !r->rq_raw_sent &&
+        strstr(msg, "Content-Length' header")) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(r->rq_conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci) {
+            r->rq_raw_sent = true;
+            if (strstr(msg, "Too large")) {
+                char m[128];
+                snprintf(m, sizeof(m), "request body larger than the limit of %zu bytes",
+                         h->h_cfg.max_body_bytes);
+                refuse_raw(ci->connect_fd, 413, "PayloadTooLarge", m, 2000);
+            } else {
+                refuse_raw(ci->connect_fd, 400, "BadRequest", "invalid Content-Length header",
+                           2000);
+            }
+            CK_DEBUG("http", "%s: refused for its Content-Length", r->rq_raw_path);
+        }
+    }
 }
 
 /* ---- start / stop ---- */
@@ -586,14 +845,14 @@ static int start_daemon(ck_http_t *h, const char **why)
         flags |= MHD_USE_IPv6;
     atomic_store(&h->h_starting, true);
     h->h_errbuf[0] = 0;
-    h->h_daemon =
-        MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_LISTEN_SOCKET, mhd_fd,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->h_cfg.max_connections,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->h_cfg.idle_timeout_s,
-                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, 0u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                         (size_t)CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK, uri_started, h,
-                         MHD_OPTION_NOTIFY_COMPLETED, req_completed, h, MHD_OPTION_EXTERNAL_LOGGER,
-                         mhd_log, h, MHD_OPTION_END);
+    h->h_daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+        MHD_OPTION_LISTEN_SOCKET, mhd_fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)h->h_cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)h->h_cfg.idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT, 0u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_URI_LOG_CALLBACK,
+        uri_started, h, MHD_OPTION_NOTIFY_COMPLETED, req_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+        conn_started, h, MHD_OPTION_END);
     atomic_store(&h->h_starting, false);
     if (!h->h_daemon) {
         char mhd_msg[201];

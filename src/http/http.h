@@ -18,6 +18,13 @@
  *    without calling the handler; at most max_body_bytes are buffered.
  *  - A handler that sets no response: 500 {"error":"no response","error_type":
  *    "InternalError"}.
+ *  - Malformed framing gets one error response and the connection closed, without calling
+ *    a handler: 400 {"error":..., "error_type":"BadRequest"} for a first request that does
+ *    not start with a method token or has a NUL byte in its header section, an invalid
+ *    Content-Length, different Content-Length values, Transfer-Encoding together with
+ *    Content-Length or without chunked as the final coding; 501 "NotImplemented" for
+ *    other transfer codings before chunked; 413 for a Content-Length beyond 64 bits.
+ *    (Other malformed requests get libmicrohttpd's own 400/414/431/505 page, or a close.)
  *  - Responses carry Content-Type (when there is a body) and Content-Length; connections
  *    are kept alive (HTTP/1.1) until idle_timeout_s passes without a request. */
 #ifndef CK_HTTP_HTTP_H
@@ -156,7 +163,8 @@ void ck_http_free(ck_http_t *h);
  *   search_api_errors_total                              counter, status >= 400
  * route/endpoint is the route pattern, or "unmatched". Durations run from the request's
  * headers being read to its response being queued. Requests libmicrohttpd refuses by
- * itself (malformed: 400, 431, 505) are not counted. */
+ * itself (malformed: 400, 431, 505), and those refused before their header is complete
+ * (a bad first line or NUL byte, an invalid Content-Length), are not counted. */
 void ck_http_metrics_render(ck_http_t *h, ck_wbuf_t *out);
 
 #endif

@@ -86,7 +86,11 @@ struct ck_http_req {
     int rq_nparam;
     const ck__http_route_t *rq_route; /* NULL = unmatched */
     int rq_midx;                      /* method index to call, -1 = none */
-    int rq_reject;                    /* status decided before the body: 0, 400, 404, 405, 503 */
+    int rq_reject; /* status decided before the body: 0, 400, 404, 405, 501, 503 */
+    /* With rq_reject 400/501: what is wrong with the message framing (a static string);
+     * the answer is {"error_type":"BadRequest"/"NotImplemented"} and closes the
+     * connection. NULL: a 400 is a bad percent-encoding in the path. */
+    const char *rq_framing;
     char *rq_body;
     size_t rq_body_len, rq_body_cap;
     size_t rq_discarded; /* body bytes read and dropped */
@@ -94,6 +98,7 @@ struct ck_http_req {
     bool rq_discard;     /* drop the body (unmatched route, or too large) */
     bool rq_too_large;
     bool rq_answered; /* a response was queued */
+    bool rq_raw_sent; /* refused on the socket directly, behind MHD (see mhd_log) */
     int64_t rq_t0;    /* ck_mono_ns when the headers were read */
     ck_http_resp_t rq_resp;
 };

@@ -1086,6 +1086,227 @@ CK_TEST(http_malformed_requests)
     leak_check();
 }
 
+/* Reads until the server closes the connection: true when it did (EOF or reset), false
+ * when nothing more came within the client's receive timeout. *ms gets the time taken. */
+static bool read_until_close(client_t *c, int64_t *ms)
+{
+    int64_t t0 = ck_mono_ms();
+    bool closed = false;
+    for (;;) {
+        CHECK(c->len < sizeof(c->buf));
+        ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+        if (n > 0) {
+            c->len += (size_t)n;
+            continue;
+        }
+        closed = n == 0 || errno == ECONNRESET;
+        break;
+    }
+    if (ms)
+        *ms = ck_mono_ms() - t0;
+    return closed;
+}
+
+/* Sends len bytes of raw on a new connection and expects exactly one error response, of
+ * status with error_type type, promptly followed by the server closing the connection
+ * (the idle timeout is 60 s, so a close within 3 s is the server's doing). */
+static void expect_refusal(int port, const char *raw, size_t len, int status, const char *type)
+{
+    client_t *c = client_open(port);
+    struct timeval tv = {5, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    client_send(c, raw, len); /* the server may close before reading everything */
+    int64_t ms;
+    bool closed = read_until_close(c, &ms);
+    if (!closed || ms > 3000)
+        CK_FAIL("%.40s...: %s after %lld ms (got %zu bytes: %.200s)", raw,
+                closed ? "closed only" : "not closed", (long long)ms, c->len, c->buf);
+    hresp_t r;
+    if (!client_read(c, &r, false))
+        CK_FAIL("%.40s...: no complete response (%zu bytes: %.200s)", raw, c->len, c->buf);
+    check_error(&r, status, type, NULL);
+    char v[32];
+    CHECK(hdr(&r, "Connection", v, sizeof(v)) && strcasecmp(v, "close") == 0);
+    if (c->len) /* e.g. a second header block */
+        CK_FAIL("%.40s...: %zu bytes after the response: %.200s", raw, c->len, c->buf);
+    hresp_free(&r);
+    client_close(c);
+}
+
+CK_TEST(http_garbage_on_new_connection)
+{
+    ck_http_config_t cfg;
+    local_config(&cfg);
+    int port;
+    ck_http_t *h = serve(&cfg, &port);
+    atomic_store(&calls, 0);
+
+    /* libmicrohttpd takes a line starting with NUL for an empty line and skips it: this
+     * waited for the idle timeout, unanswered */
+    static const char nul_garbage[] = "\x00\x01\x02GARBAGE\r\n\r\n";
+    expect_refusal(port, nul_garbage, sizeof(nul_garbage) - 1, 400, "BadRequest");
+    static const char nul_after_empty[] = "\r\n\r\n\x00GET /topics HTTP/1.1\r\nHost: t\r\n\r\n";
+    expect_refusal(port, nul_after_empty, sizeof(nul_after_empty) - 1, 400, "BadRequest");
+    /* a NUL byte starting a header line ended the header section there */
+    static const char nul_header[] = "POST /topics HTTP/1.1\r\nHost: t\r\n\x00"
+                                     "Content-Length: 5\r\n\r\nhello";
+    expect_refusal(port, nul_header, sizeof(nul_header) - 1, 400, "BadRequest");
+    static const char nul_in_line[] = "GET /top\x00ics HTTP/1.1\r\nHost: t\r\n\r\n";
+    expect_refusal(port, nul_in_line, sizeof(nul_in_line) - 1, 400, "BadRequest");
+    /* no method token: a TLS ClientHello, every byte value */
+    static const char tls[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    expect_refusal(port, tls, sizeof(tls) - 1, 400, "BadRequest");
+    char all[256 * 16];
+    for (size_t i = 0; i < sizeof(all); i++)
+        all[i] = (char)(i & 255);
+    expect_refusal(port, all, sizeof(all), 400, "BadRequest");
+    CHECK_EQ(atomic_load(&calls), 0);
+
+    /* not too eager: empty lines before a request, NUL bytes in a body, a client that
+     * takes its time to send */
+    hresp_t r;
+    request(port, "\r\n\r\nGET /topics HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    CHECK_EQ(r.status, 200);
+    hresp_free(&r);
+    static const char nul_body[] = "POST /topics HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\n"
+                                   "a\0bGET /topics HTTP/1.1\r\nHost: t\r\n\r\n";
+    client_t *c = client_open(port);
+    CHECK(client_send(c, nul_body, sizeof(nul_body) - 1));
+    CHECK(client_read(c, &r, false));
+    CHECK_EQ(r.status, 200);
+    hresp_free(&r);
+    CHECK(client_read(c, &r, false));
+    CHECK_EQ(r.status, 200);
+    hresp_free(&r);
+    client_close(c);
+    c = client_open(port);
+    usleep(1200 * 1000);
+    CHECK(client_sends(c, "GET /topics HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK(client_read(c, &r, false));
+    CHECK_EQ(r.status, 200);
+    hresp_free(&r);
+    client_close(c);
+    CHECK_EQ(atomic_load(&calls), 4);
+    ck_http_free(h);
+    leak_check();
+}
+
+CK_TEST(http_bad_content_length)
+{
+    ck_http_config_t cfg;
+    local_config(&cfg);
+    int port;
+    ck_http_t *h = serve(&cfg, &port);
+    atomic_store(&calls, 0);
+    /* libmicrohttpd sent its 400 page with the header block twice */
+    const char *bad[] = {
+        "GET /topics HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n",
+        "POST /topics HTTP/1.1\r\nHost: t\r\nContent-Length: -5\r\n\r\n",
+        "POST /topics HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 5\r\n\r\nhello",
+        "POST /topics HTTP/1.1\r\nHost: t\r\nContent-Length: \r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_refusal(port, bad[i], strlen(bad[i]), 400, "BadRequest");
+    const char *huge = "POST /topics HTTP/1.1\r\nHost: t\r\nContent-Length: "
+                       "99999999999999999999999\r\n\r\n";
+    expect_refusal(port, huge, strlen(huge), 413, "PayloadTooLarge");
+
+    /* after a request answered on the same connection */
+    client_t *c = client_open(port);
+    CHECK(client_sends(c, "GET /topics/one HTTP/1.1\r\nHost: t\r\n\r\n"
+                          "GET /topics HTTP/1.1\r\nHost: t\r\nContent-Length: x1\r\n\r\n"));
+    hresp_t r;
+    CHECK(client_read(c, &r, false));
+    CHECK_EQ(r.status, 200);
+    CHECK(strstr(r.body, "\"params\":[\"one\"]"));
+    hresp_free(&r);
+    int64_t ms;
+    CHECK(read_until_close(c, &ms));
+    CHECK(ms < 3000);
+    CHECK(client_read(c, &r, false));
+    check_error(&r, 400, "BadRequest", "Content-Length");
+    CHECK_EQ(c->len, 0);
+    hresp_free(&r);
+    client_close(c);
+    CHECK_EQ(atomic_load(&calls), 1);
+
+    get(port, "/topics", &r);
+    CHECK_EQ(r.status, 200);
+    hresp_free(&r);
+    ck_http_free(h);
+    leak_check();
+}
+
+CK_TEST(http_ambiguous_body_length)
+{
+    ck_http_config_t cfg;
+    local_config(&cfg);
+    int port;
+    ck_http_t *h = serve(&cfg, &port);
+    atomic_store(&calls, 0);
+    /* request smuggling: the handler must not run with a guessed body length */
+    const struct {
+        const char *req;
+        int status;
+        const char *type;
+    } bad[] = {
+        {"POST /topics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n12345",
+         400, "BadRequest"},
+        {"POST /topics HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 7\r\n\r\n"
+         "GET /topics HTTP/1.1\r\n\r\n",
+         400, "BadRequest"},
+        {"POST /topics HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\ncontent-length: 3x\r\n\r\nabc",
+         400, "BadRequest"},
+        {"POST /topics HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n"
+         "\r\n0\r\n\r\n",
+         400, "BadRequest"},
+        {"POST /topics HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+         "\r\n0\r\n\r\n",
+         400, "BadRequest"},
+        {"POST /topics HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+         400, "BadRequest"},
+        {"POST /topics HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400,
+         "BadRequest"},
+        {"POST /topics HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+         501, "NotImplemented"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_refusal(port, bad[i].req, strlen(bad[i].req), bad[i].status, bad[i].type);
+    CHECK_EQ(atomic_load(&calls), 0);
+
+    /* what is unambiguous still works, on a connection kept alive: repeated equal
+     * lengths (RFC 9112 section 6.3 allows them), chunked in any case */
+    client_t *c = client_open(port);
+    hresp_t r;
+    CHECK(client_sends(c, "POST /json HTTP/1.1\r\nHost: t\r\nContent-Length: 7\r\n"
+                          "Content-Length: 7\r\n\r\n{\"x\":1}"));
+    CHECK(client_read(c, &r, false));
+    CHECK_EQ(r.status, 200);
+    CHECK_STREQ(r.body, "{\"got\":{\"x\":1},\"len\":7}");
+    hresp_free(&r);
+    CHECK(client_sends(c, "POST /json HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n\r\n"
+                          "7\r\n{\"x\":2}\r\n0\r\n\r\n"));
+    CHECK(client_read(c, &r, false));
+    CHECK_EQ(r.status, 200);
+    CHECK_STREQ(r.body, "{\"got\":{\"x\":2},\"len\":7}");
+    hresp_free(&r);
+    client_close(c);
+    CHECK_EQ(atomic_load(&calls), 2);
+
+    /* the refusals are counted */
+    ck_wbuf_t m = CK_WBUF_INIT;
+    ck_http_metrics_render(h, &m);
+    ck_wr_u8(&m, 0);
+    CHECK(!m.err);
+    CHECK(strstr(
+        (const char *)m.data,
+        "chronik_http_requests_total{method=\"POST\",route=\"unmatched\",status=\"400\"} 7"));
+    ck_wbuf_free(&m);
+    ck_http_free(h);
+    leak_check();
+}
+
 CK_TEST(http_bind_errors_and_dual_stack)
 {
     ck_http_config_t cfg;
