@@ -46,6 +46,7 @@ static const char *const type_schema[] = {"int64", "float64", "boolean", "string
 
 typedef struct ccol {
     char *name;
+    size_t len; /* strlen(name) */
     int type;
     bool null_only; /* only nulls so far: the first non-null value decides the type */
     bool nullable;  /* missing or null in some record */
@@ -66,7 +67,17 @@ typedef struct cfile {
     int32_t partition;
     int64_t first, last, rows, bytes;
     char *rel;
+    int schema; /* index into ctopic_t.schemas: the typed columns the file has; -1 unknown */
 } cfile_t;
+
+/* The typed columns (names and types) of the hot tables when a file was written. Files
+ * of one schema are read with one read_parquet() without union_by_name, which would read
+ * every file's footer whenever the views are bound. */
+typedef struct cschema {
+    int n;
+    char **names;
+    int *types;
+} cschema_t;
 
 typedef struct ctopic {
     char *name;
@@ -80,6 +91,8 @@ typedef struct ctopic {
     int64_t total_rows; /* records applied since open (for nullable) */
     cfile_t *files;
     int nfiles, cfiles;
+    cschema_t *schemas;
+    int nschemas;
     /* Parquet options */
     char codec[16];
     int level;
@@ -422,6 +435,76 @@ bool ck_columnar_stats(ck_columnar_t *c, const char *topic, ck_columnar_stats_t 
     return e != NULL;
 }
 
+/* ---------------------------------------------------------------- file schemas */
+
+static int fschema_add(ctopic_t *t, int n, char **names, const int *types)
+{
+    cschema_t *ns = ck_realloc(t->schemas, sizeof(*ns) * (size_t)(t->nschemas + 1));
+    if (!ns)
+        return -1;
+    t->schemas = ns;
+    cschema_t *sc = &ns[t->nschemas];
+    sc->n = n;
+    sc->names = ck_calloc((size_t)n + 1, sizeof(char *));
+    sc->types = ck_calloc((size_t)n + 1, sizeof(int));
+    if (!sc->names || !sc->types) {
+        ck_free(sc->names);
+        ck_free(sc->types);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        sc->names[i] = ck_strdup(names[i]);
+        sc->types[i] = types[i];
+        if (!sc->names[i]) {
+            for (int k = 0; k < i; k++)
+                ck_free(sc->names[k]);
+            ck_free(sc->names);
+            ck_free(sc->types);
+            return -1;
+        }
+    }
+    return t->nschemas++;
+}
+
+/* The schema id of the current columns (a new one when they changed), -1 on OOM. */
+static int current_schema(ctopic_t *t)
+{
+    if (t->nschemas) {
+        const cschema_t *last = &t->schemas[t->nschemas - 1];
+        bool same = last->n == t->ncols;
+        for (int i = 0; same && i < t->ncols; i++)
+            same = last->types[i] == t->cols[i].type && !strcmp(last->names[i], t->cols[i].name);
+        if (same)
+            return t->nschemas - 1;
+    }
+    char **names = ck_calloc((size_t)t->ncols + 1, sizeof(char *));
+    int *types = ck_calloc((size_t)t->ncols + 1, sizeof(int));
+    int id = -1;
+    if (names && types) {
+        for (int i = 0; i < t->ncols; i++) {
+            names[i] = t->cols[i].name;
+            types[i] = t->cols[i].type;
+        }
+        id = fschema_add(t, t->ncols, names, types);
+    }
+    ck_free(names);
+    ck_free(types);
+    return id;
+}
+
+static void schemas_free(ctopic_t *t)
+{
+    for (int i = 0; i < t->nschemas; i++) {
+        for (int k = 0; k < t->schemas[i].n; k++)
+            ck_free(t->schemas[i].names[k]);
+        ck_free(t->schemas[i].names);
+        ck_free(t->schemas[i].types);
+    }
+    ck_free(t->schemas);
+    t->schemas = NULL;
+    t->nschemas = 0;
+}
+
 /* ---------------------------------------------------------------- manifest */
 
 static void file_path(const ctopic_t *t, const cfile_t *f, char *out, size_t n)
@@ -449,12 +532,21 @@ static int manifest_write(ctopic_t *t)
                                               t->cols[i].nullable || t->cols[i].seen < t->total_rows,
                                               "null_only", t->cols[i].null_only, "in_cold", t->cols[i].in_cold));
     json_object_set_new(m, "columns", cols);
+    json_t *schemas = json_array();
+    for (int i = 0; i < t->nschemas; i++) {
+        json_t *sj = json_array();
+        for (int k = 0; k < t->schemas[i].n; k++)
+            json_array_append_new(sj, json_pack("[s,s]", t->schemas[i].names[k], type_schema[t->schemas[i].types[k]]));
+        json_array_append_new(schemas, sj);
+    }
+    json_object_set_new(m, "schemas", schemas);
     json_t *files = json_array();
     for (int i = 0; i < t->nfiles; i++) {
         const cfile_t *f = &t->files[i];
-        json_array_append_new(files, json_pack("{s:i,s:I,s:I,s:I,s:I,s:s}", "partition", (int)f->partition, "first",
-                                               (json_int_t)f->first, "last", (json_int_t)f->last, "rows",
-                                               (json_int_t)f->rows, "bytes", (json_int_t)f->bytes, "path", f->rel));
+        json_array_append_new(files, json_pack("{s:i,s:I,s:I,s:I,s:I,s:s,s:i}", "partition", (int)f->partition,
+                                               "first", (json_int_t)f->first, "last", (json_int_t)f->last, "rows",
+                                               (json_int_t)f->rows, "bytes", (json_int_t)f->bytes, "path", f->rel,
+                                               "schema", f->schema));
     }
     json_object_set_new(m, "files", files);
     char *text = json_dumps(m, JSON_COMPACT);
@@ -510,6 +602,7 @@ static int add_col(ctopic_t *t, const char *name, size_t len, int type)
     cc->name = ck_strndup(name, len);
     if (!cc->name)
         return CK_ENOMEM;
+    cc->len = len;
     cc->type = type;
     t->ncols++;
     return 0;
@@ -568,6 +661,26 @@ static int manifest_load(ctopic_t *t)
         cc->null_only = json_is_true(json_object_get(cj, "null_only"));
         cc->in_cold = json_is_true(json_object_get(cj, "in_cold"));
     }
+    json_t *schemas = json_object_get(m, "schemas");
+    for (size_t i = 0; i < json_array_size(schemas); i++) {
+        json_t *sj = json_array_get(schemas, i);
+        int n = (int)json_array_size(sj);
+        char **names = ck_calloc((size_t)n + 1, sizeof(char *));
+        int *types = ck_calloc((size_t)n + 1, sizeof(int));
+        bool ok = names && types;
+        for (int k = 0; ok && k < n; k++) {
+            json_t *cj = json_array_get(sj, (size_t)k);
+            names[k] = (char *)json_string_value(json_array_get(cj, 0));
+            types[k] = type_from_schema(json_string_value(json_array_get(cj, 1)) ?: "");
+            ok = names[k] && types[k] >= 0;
+        }
+        if (!ok || fschema_add(t, n, names, types) < 0)
+            n = -1;
+        ck_free(names);
+        ck_free(types);
+        if (n < 0)
+            break; /* files refer to schemas by index: stop at the first bad one */
+    }
     json_t *files = json_object_get(m, "files");
     for (size_t i = 0; i < json_array_size(files); i++) {
         json_t *fj = json_array_get(files, i);
@@ -575,7 +688,10 @@ static int manifest_load(ctopic_t *t)
                      json_integer_value(json_object_get(fj, "first")),
                      json_integer_value(json_object_get(fj, "last")),
                      json_integer_value(json_object_get(fj, "rows")),
-                     json_integer_value(json_object_get(fj, "bytes")), NULL};
+                     json_integer_value(json_object_get(fj, "bytes")), NULL, -1};
+        json_t *sid = json_object_get(fj, "schema");
+        if (json_is_integer(sid) && json_integer_value(sid) >= 0 && json_integer_value(sid) < t->nschemas)
+            f.schema = (int)json_integer_value(sid);
         const char *rel = json_string_value(json_object_get(fj, "path"));
         if (!rel || !(f.rel = ck_strdup(rel)) || add_file(t, &f)) {
             ck_free(f.rel);
@@ -676,26 +792,46 @@ static void views_sql(ck_wbuf_t *w, const ctopic_t *t)
         }
         sqlf(w, " LIMIT 0;\n");
     } else {
-        sqlf(w, "_topic, _partition, _offset, _timestamp, _timestamp_type, _key, _value, _headers");
-        for (int i = 0; i < t->ncols; i++) {
-            if (t->cols[i].in_cold) {
-                sqlf(w, ", CAST(");
+        /* one read_parquet() per file schema (-1: files of unknown schema) */
+        bool first_group = true;
+        for (int sid = -1; sid < t->nschemas; sid++) {
+            bool any = false;
+            for (int i = 0; i < t->nfiles && !any; i++)
+                any = t->files[i].schema == sid;
+            if (!any)
+                continue;
+            if (!first_group)
+                sqlf(w, " UNION ALL SELECT ");
+            first_group = false;
+            sqlf(w, "_topic, _partition, _offset, _timestamp, _timestamp_type, _key, _value, _headers");
+            for (int i = 0; i < t->ncols; i++) {
+                bool has = sid < 0 ? t->cols[i].in_cold : false;
+                for (int k = 0; sid >= 0 && k < t->schemas[sid].n && !has; k++)
+                    has = !strcasecmp(t->schemas[sid].names[k], t->cols[i].name);
+                if (has) {
+                    sqlf(w, ", CAST(");
+                    sql_ident(w, t->cols[i].name);
+                    sqlf(w, " AS %s) AS ", type_sql[t->cols[i].type]);
+                } else {
+                    sqlf(w, ", NULL::%s AS ", type_sql[t->cols[i].type]);
+                }
                 sql_ident(w, t->cols[i].name);
-                sqlf(w, " AS %s) AS ", type_sql[t->cols[i].type]);
-            } else {
-                sqlf(w, ", NULL::%s AS ", type_sql[t->cols[i].type]);
             }
-            sql_ident(w, t->cols[i].name);
+            sqlf(w, " FROM read_parquet([");
+            bool first = true;
+            for (int i = 0; i < t->nfiles; i++) {
+                if (t->files[i].schema != sid)
+                    continue;
+                char path[1500];
+                file_path(t, &t->files[i], path, sizeof(path));
+                if (!first)
+                    ck_wr_u8(w, ',');
+                first = false;
+                sql_str(w, path);
+            }
+            sqlf(w, "]%s)", sid < 0 ? ", union_by_name = true" : "");
         }
-        sqlf(w, " FROM read_parquet([");
-        for (int i = 0; i < t->nfiles; i++) {
-            char path[1500];
-            file_path(t, &t->files[i], path, sizeof(path));
-            if (i)
-                ck_wr_u8(w, ',');
-            sql_str(w, path);
-        }
-        sqlf(w, "], union_by_name = true);\n");
+        sqlf(w, ";\n");
     }
     /* <t> */
     sqlf(w, "CREATE OR REPLACE VIEW ");
@@ -893,15 +1029,23 @@ static int kind_type(int kind)
     }
 }
 
+static inline bool col_is(const ccol_t *c, const char *key, size_t len)
+{
+    return c->len == len && (!memcmp(c->name, key, len) || !strncasecmp(c->name, key, len));
+}
+
+/* The column of a JSON field (names compare case-insensitively, as SQL does), or -1.
+ * Records of a topic usually list their fields in the same order: hint[pos] remembers
+ * which column the field at position pos matched last time. */
 static int find_col(ctopic_t *t, int pos, const char *key, size_t len)
 {
     if (pos < MAX_COLS) {
         int h = t->hint[pos];
-        if (h >= 0 && h < t->ncols && strlen(t->cols[h].name) == len && !strncasecmp(t->cols[h].name, key, len))
+        if (h >= 0 && h < t->ncols && col_is(&t->cols[h], key, len))
             return h;
     }
     for (int i = 0; i < t->ncols; i++) {
-        if (strlen(t->cols[i].name) == len && !strncasecmp(t->cols[i].name, key, len)) {
+        if (col_is(&t->cols[i], key, len)) {
             if (pos < MAX_COLS)
                 t->hint[pos] = i;
             return i;
@@ -1059,6 +1203,7 @@ static void put_row(ctopic_t *t, int row, const ck_record_t *r, int8_t ts_type, 
         if (col < 0)
             continue;
         ccol_t *cc = &t->cols[col];
+        cc->seen++;
         duckdb_vector v = duckdb_data_chunk_get_vector(ch, (idx_t)(NSYS + col));
         void *d = duckdb_vector_get_data(v);
         switch (cc->type) {
@@ -1131,7 +1276,7 @@ static int flush_partition(ck_columnar_t *c, ctopic_t *t, int32_t p)
     if (rc)
         return rc;
     int64_t first = cp->cold_end, last = cp->next - 1;
-    cfile_t f = {p, first, last, cp->hot_rows, 0, NULL};
+    cfile_t f = {p, first, last, cp->hot_rows, 0, NULL, -1};
     char rel[200], sub[64] = "";
     if (t->partitioning) {
         time_t secs = (time_t)(ck_wall_ms() / 1000);
@@ -1156,7 +1301,7 @@ static int flush_partition(ck_columnar_t *c, ctopic_t *t, int32_t p)
     sql_str(w, t->name);
     sqlf(w, "::VARCHAR AS _topic, %d::INTEGER AS _partition, * FROM ", p);
     hot_table(w, t, p);
-    sqlf(w, " ORDER BY _offset) TO ");
+    sqlf(w, ") TO "); /* rows are in offset order: appended so, insertion order is kept */
     sql_str(w, tmp);
     ck_wr_u8(w, ' ');
     parquet_options(w, t);
@@ -1169,6 +1314,7 @@ static int flush_partition(ck_columnar_t *c, ctopic_t *t, int32_t p)
         return rc;
     }
     f.bytes = st.st_size;
+    f.schema = current_schema(t);
     f.rel = ck_strdup(rel);
     if (!f.rel || add_file(t, &f)) {
         ck_free(f.rel);
@@ -1319,6 +1465,7 @@ static void topic_free(ctopic_t *t)
         ck_free(t->files[i].rel);
     ck_free(t->cols);
     ck_free(t->files);
+    schemas_free(t);
     ck_free(t->parts);
     ck_free(t->name);
     ck_free(t);
@@ -1483,13 +1630,6 @@ static int op_apply(void *cap, ck_idx_topic_t *it, const ck_idx_batch_t *b)
             break;
         t->chunk_part = b->partition;
         put_row(t, t->chunk_rows++, r, b->ts_type, m, nm);
-        for (int k = 0; k < nm; k++) {
-            if (m[k].kind == CK_JV_NULL)
-                continue;
-            int col = find_col(t, k, m[k].key, m[k].key_len);
-            if (col >= 0)
-                t->cols[col].seen++;
-        }
         t->total_rows++;
         if (t->chunk_rows == (int)duckdb_vector_size())
             rc = chunk_flush(c, t);

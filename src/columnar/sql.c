@@ -252,7 +252,10 @@ int ck_sql_db_open(const char *allowed_dir, const char *memory_limit, ck_sql_db_
             ck_wr_u8(&sql, '\'');
         ck_wr_u8(&sql, (uint8_t)*p);
     }
-    ck_jsonw_lit(&sql, "']; SET enable_external_access=false; SET lock_configuration=true;");
+    /* parquet_metadata_cache (a parquet extension setting, so not settable at open): our
+     * Parquet files never change once written, so their footers can stay in memory */
+    ck_jsonw_lit(&sql, "']; SET parquet_metadata_cache=true; SET enable_external_access=false; "
+                       "SET lock_configuration=true;");
     ck_wr_u8(&sql, 0);
     ck_sql_db_t *db = ck_calloc(1, sizeof(*db));
     duckdb_config cfg = NULL;

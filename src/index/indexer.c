@@ -20,7 +20,8 @@
 #include "core/logging.h"
 
 #define READ_CHUNK ((size_t)1 << 20)
-#define QUEUE_LIMIT ((size_t)16 << 20)
+#define QUEUE_LIMIT ((size_t)4 << 20) /* bytes queued per worker: bounds how long a
+                                               * new topic waits behind a busy one */
 #define IDLE_EVERY_MS 50
 #define RETRY_MS 5000
 
