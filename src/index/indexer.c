@@ -706,6 +706,8 @@ void ck_indexer_free(ck_indexer_t *ix)
 
 /* ---------------------------------------------------------------- readers */
 
+static int64_t part_lag(const ck_idx_part_t *p);
+
 static cap_t *find_cap(ck_indexer_t *ix, const char *name)
 {
     for (int i = 0; i < ix->ncaps; i++)
@@ -742,7 +744,7 @@ bool ck_indexer_status(ck_indexer_t *ix, const char *capname, const char *topic,
             int64_t ls = atomic_load(&t->pub.parts[p].log_start);
             if (v < ls)
                 v = ls;
-            st->lag += h > v ? h - v : 0;
+            st->lag += part_lag(&t->pub.parts[p]);
             if (p < npart_max) {
                 if (visible)
                     visible[p] = v;
@@ -756,7 +758,10 @@ bool ck_indexer_status(ck_indexer_t *ix, const char *capname, const char *topic,
     return l != NULL;
 }
 
-int ck_indexer_wait(ck_indexer_t *ix, const char *capname, const char *topic, int32_t partition, int64_t offset,
+/* What a waiter waits for; called with ix->mu held. 1 = done, 0 = not yet, <0 = error. */
+typedef int (*wait_pred)(ltopic_t *l, const void *arg);
+
+static int wait_for(ck_indexer_t *ix, const char *capname, const char *topic, wait_pred pred, const void *arg,
                     int64_t deadline_ms)
 {
     cap_t *c = find_cap(ix, capname);
@@ -770,57 +775,20 @@ int ck_indexer_wait(ck_indexer_t *ix, const char *capname, const char *topic, in
             break;
         }
         ltopic_t *l = find_lt(c, topic);
-        if (!l || partition < 0 || partition >= l->t->pub.npart) {
-            rc = CK_ENOENT;
+        int r = l ? pred(l, arg) : CK_ENOENT;
+        if (r) {
+            rc = r < 0 ? r : 0;
             break;
         }
-        if (atomic_load(&l->t->pub.parts[partition].visible) >= offset)
-            break;
         int64_t now = ck_mono_ms();
         if (now >= deadline_ms) {
             rc = CK_EAGAIN;
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t wait = deadline_ms - now;
-        if (wait > 100)
-            wait = 100; /* re-check: the topic may be deleted meanwhile */
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&ix->vis, &ix->mu, &ts);
-    }
-    pthread_mutex_unlock(&ix->mu);
-    return rc;
-}
-
-int ck_indexer_wait_ready(ck_indexer_t *ix, const char *capname, const char *topic, int64_t deadline_ms)
-{
-    cap_t *c = find_cap(ix, capname);
-    if (!c)
-        return CK_ENOENT;
-    int rc = 0;
-    pthread_mutex_lock(&ix->mu);
-    for (;;) {
-        ltopic_t *l = find_lt(c, topic);
-        if (ix->cancelled || !l) {
-            rc = ix->cancelled ? CK_ECLOSED : CK_ENOENT;
-            break;
-        }
-        if (atomic_load(&l->t->ready_gen) == l->gen || atomic_load(&l->t->failed))
-            break;
-        int64_t now = ck_mono_ms();
-        if (now >= deadline_ms) {
-            rc = CK_EAGAIN;
-            break;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        /* wake at least every 100 ms: the topic may be deleted meanwhile */
         int64_t wait = deadline_ms - now < 100 ? deadline_ms - now : 100;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += wait * 1000000L;
         while (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
@@ -832,6 +800,37 @@ int ck_indexer_wait_ready(ck_indexer_t *ix, const char *capname, const char *top
     return rc;
 }
 
+typedef struct vis_arg {
+    int32_t partition;
+    int64_t offset;
+} vis_arg_t;
+
+static int visible_reached(ltopic_t *l, const void *arg)
+{
+    const vis_arg_t *v = arg;
+    if (v->partition < 0 || v->partition >= l->t->pub.npart)
+        return CK_ENOENT;
+    return atomic_load(&l->t->pub.parts[v->partition].visible) >= v->offset;
+}
+
+int ck_indexer_wait(ck_indexer_t *ix, const char *capname, const char *topic, int32_t partition, int64_t offset,
+                    int64_t deadline_ms)
+{
+    vis_arg_t v = {partition, offset};
+    return wait_for(ix, capname, topic, visible_reached, &v, deadline_ms);
+}
+
+static int opened(ltopic_t *l, const void *arg)
+{
+    (void)arg;
+    return atomic_load(&l->t->ready_gen) == l->gen || atomic_load(&l->t->failed);
+}
+
+int ck_indexer_wait_ready(ck_indexer_t *ix, const char *capname, const char *topic, int64_t deadline_ms)
+{
+    return wait_for(ix, capname, topic, opened, NULL, deadline_ms);
+}
+
 void ck_indexer_cancel_waits(ck_indexer_t *ix)
 {
     pthread_mutex_lock(&ix->mu);
@@ -840,48 +839,44 @@ void ck_indexer_cancel_waits(ck_indexer_t *ix)
     pthread_mutex_unlock(&ix->mu);
 }
 
-void ck_indexer_metrics(ck_indexer_t *ix, ck_wbuf_t *out)
+/* One gauge family: value(t, p) for every capability/topic/partition. Caller holds ix->mu. */
+static void gauge(ck_indexer_t *ix, ck_wbuf_t *out, const char *name, const char *help,
+                  int64_t (*value)(const ck_idx_part_t *p))
 {
     char line[512];
-    static const char hdr[] =
-        "# HELP chronik_indexer_lag_records Durable records not yet visible to a capability's queries.\n"
-        "# TYPE chronik_indexer_lag_records gauge\n";
-    ck_wr_bytes(out, hdr, sizeof(hdr) - 1);
-    pthread_mutex_lock(&ix->mu);
+    int n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    if (n > 0 && (size_t)n < sizeof(line))
+        ck_wr_bytes(out, line, (size_t)n);
     for (int i = 0; i < ix->ncaps; i++) {
         cap_t *c = ix->caps[i];
         for (int k = 0; k < c->nlt; k++) {
             ck_idx_topic_t *t = &c->lt[k]->t->pub;
             for (int32_t p = 0; p < t->npart; p++) {
-                int64_t v = atomic_load(&t->parts[p].visible), h = atomic_load(&t->parts[p].hw);
-                int64_t ls = atomic_load(&t->parts[p].log_start);
-                if (v < ls)
-                    v = ls;
-                int n = snprintf(line, sizeof(line),
-                                 "chronik_indexer_lag_records{capability=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
-                                 c->ops->name, t->name, p, (long long)(h > v ? h - v : 0));
+                n = snprintf(line, sizeof(line), "%s{capability=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n", name,
+                             c->ops->name, t->name, p, (long long)value(&t->parts[p]));
                 if (n > 0 && (size_t)n < sizeof(line))
                     ck_wr_bytes(out, line, (size_t)n);
             }
         }
     }
-    pthread_mutex_unlock(&ix->mu);
-    static const char hdr2[] = "# HELP chronik_indexer_visible_offset Next offset visible to a capability's queries.\n"
-                               "# TYPE chronik_indexer_visible_offset gauge\n";
-    ck_wr_bytes(out, hdr2, sizeof(hdr2) - 1);
+}
+
+static int64_t part_lag(const ck_idx_part_t *p)
+{
+    int64_t v = atomic_load(&p->visible), h = atomic_load(&p->hw), ls = atomic_load(&p->log_start);
+    if (v < ls)
+        v = ls;
+    return h > v ? h - v : 0;
+}
+
+static int64_t part_visible(const ck_idx_part_t *p) { return atomic_load(&p->visible); }
+
+void ck_indexer_metrics(ck_indexer_t *ix, ck_wbuf_t *out)
+{
     pthread_mutex_lock(&ix->mu);
-    for (int i = 0; i < ix->ncaps; i++) {
-        cap_t *c = ix->caps[i];
-        for (int k = 0; k < c->nlt; k++) {
-            ck_idx_topic_t *t = &c->lt[k]->t->pub;
-            for (int32_t p = 0; p < t->npart; p++) {
-                int n = snprintf(line, sizeof(line),
-                                 "chronik_indexer_visible_offset{capability=\"%s\",topic=\"%s\",partition=\"%d\"} %lld\n",
-                                 c->ops->name, t->name, p, (long long)atomic_load(&t->parts[p].visible));
-                if (n > 0 && (size_t)n < sizeof(line))
-                    ck_wr_bytes(out, line, (size_t)n);
-            }
-        }
-    }
+    gauge(ix, out, "chronik_indexer_lag_records", "Durable records not yet visible to a capability's queries.",
+          part_lag);
+    gauge(ix, out, "chronik_indexer_visible_offset", "Next offset visible to a capability's queries.",
+          part_visible);
     pthread_mutex_unlock(&ix->mu);
 }

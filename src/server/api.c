@@ -680,6 +680,31 @@ static void sql_error(ck_api_t *a, ck_http_resp_t *resp, const ck_sql_error_t *e
                        e->message);
 }
 
+/* Runs a user query (or its EXPLAIN) on a pooled connection and answers. */
+static void run_sql(ck_api_t *a, ck_http_resp_t *resp, const char *query, const ck_sql_opts_t *o, bool explain,
+                    bool physical)
+{
+    duckdb_connection c = pool_get(a);
+    if (!c) {
+        ck_http_resp_error(resp, 503, "ServiceUnavailable", "no SQL connection available");
+        return;
+    }
+    ck_wbuf_t out = CK_WBUF_INIT;
+    ck_sql_error_t err = {0};
+    int rc = explain ? ck_sql_explain(c, query, physical, &out, &err) : ck_sql_query(c, query, o, &out, &err);
+    if (rc == 0) {
+        size_t len;
+        uint8_t *data = ck_wbuf_steal(&out, &len);
+        ck_http_resp_take(resp, 200, "application/json", data, len);
+    } else {
+        if (explain && !strcmp(err.error_type ? err.error_type : "", "QueryError"))
+            err.error_type = "ExplainError";
+        sql_error(a, resp, &err, query);
+    }
+    pool_put(a, c);
+    ck_wbuf_free(&out);
+}
+
 static bool sql_body(ck_http_req_t *req, ck_http_resp_t *resp, json_t **body, const char **query)
 {
     *body = ck_http_json_body(req, resp, false);
@@ -724,23 +749,7 @@ static void h_sql(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     o.timeout_ms -= ck_mono_ms() - t0;
     if (o.timeout_ms < 1)
         o.timeout_ms = 1;
-    duckdb_connection c = pool_get(a);
-    if (!c) {
-        ck_http_resp_error(resp, 503, "ServiceUnavailable", "no SQL connection available");
-        json_decref(body);
-        return;
-    }
-    ck_wbuf_t out = CK_WBUF_INIT;
-    ck_sql_error_t err = {0};
-    if (ck_sql_query(c, query, &o, &out, &err) == 0) {
-        size_t len;
-        uint8_t *data = ck_wbuf_steal(&out, &len);
-        ck_http_resp_take(resp, 200, "application/json", data, len);
-    } else {
-        sql_error(a, resp, &err, query);
-    }
-    pool_put(a, c);
-    ck_wbuf_free(&out);
+    run_sql(a, resp, query, &o, false, false);
     json_decref(body);
 }
 
@@ -751,25 +760,7 @@ static void h_sql_explain(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     const char *query;
     if (!sql_body(req, resp, &body, &query))
         return;
-    duckdb_connection c = pool_get(a);
-    if (!c) {
-        ck_http_resp_error(resp, 503, "ServiceUnavailable", "no SQL connection available");
-        json_decref(body);
-        return;
-    }
-    ck_wbuf_t out = CK_WBUF_INIT;
-    ck_sql_error_t err = {0};
-    if (ck_sql_explain(c, query, json_is_true(json_object_get(body, "physical")), &out, &err) == 0) {
-        size_t len;
-        uint8_t *data = ck_wbuf_steal(&out, &len);
-        ck_http_resp_take(resp, 200, "application/json", data, len);
-    } else {
-        if (!strcmp(err.error_type ? err.error_type : "", "QueryError"))
-            err.error_type = "ExplainError";
-        sql_error(a, resp, &err, query);
-    }
-    pool_put(a, c);
-    ck_wbuf_free(&out);
+    run_sql(a, resp, query, NULL, true, json_is_true(json_object_get(body, "physical")));
     json_decref(body);
 }
 

@@ -65,27 +65,21 @@ void ck_metrics_render(ck_broker_t *broker, ck_topics_t *topics, ck_wbuf_t *b)
 {
     ck_broker_stats_t st;
     ck_broker_stats(broker, &st);
-    appendf(b, "# HELP chronik_produce_requests_total Produce requests handled.\n"
-               "# TYPE chronik_produce_requests_total counter\nchronik_produce_requests_total %llu\n",
-            (unsigned long long)st.produce_requests);
-    appendf(b, "# HELP chronik_fetch_requests_total Fetch requests answered.\n"
-               "# TYPE chronik_fetch_requests_total counter\nchronik_fetch_requests_total %llu\n",
-            (unsigned long long)st.fetch_requests);
-    appendf(b, "# HELP chronik_network_bytes_in_total Bytes read from Kafka clients.\n"
-               "# TYPE chronik_network_bytes_in_total counter\nchronik_network_bytes_in_total %llu\n",
-            (unsigned long long)st.bytes_in);
-    appendf(b, "# HELP chronik_network_bytes_out_total Bytes written to Kafka clients.\n"
-               "# TYPE chronik_network_bytes_out_total counter\nchronik_network_bytes_out_total %llu\n",
-            (unsigned long long)st.bytes_out);
-    appendf(b, "# HELP chronik_bytes_produced_total Record batch bytes appended by Produce.\n"
-               "# TYPE chronik_bytes_produced_total counter\nchronik_bytes_produced_total %llu\n",
-            (unsigned long long)st.produced_bytes);
-    appendf(b, "# HELP chronik_messages_stored_total Records appended by Produce.\n"
-               "# TYPE chronik_messages_stored_total counter\nchronik_messages_stored_total %llu\n",
-            (unsigned long long)st.produced_records);
-    appendf(b, "# HELP chronik_bytes_fetched_total Record bytes returned by Fetch.\n"
-               "# TYPE chronik_bytes_fetched_total counter\nchronik_bytes_fetched_total %llu\n",
-            (unsigned long long)st.fetched_bytes);
+    const struct {
+        const char *name, *help;
+        uint64_t v;
+    } counters[] = {
+        {"chronik_produce_requests_total", "Produce requests handled.", st.produce_requests},
+        {"chronik_fetch_requests_total", "Fetch requests answered.", st.fetch_requests},
+        {"chronik_network_bytes_in_total", "Bytes read from Kafka clients.", st.bytes_in},
+        {"chronik_network_bytes_out_total", "Bytes written to Kafka clients.", st.bytes_out},
+        {"chronik_bytes_produced_total", "Record batch bytes appended by Produce.", st.produced_bytes},
+        {"chronik_messages_stored_total", "Records appended by Produce.", st.produced_records},
+        {"chronik_bytes_fetched_total", "Record bytes returned by Fetch.", st.fetched_bytes},
+    };
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+        appendf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counters[i].name, counters[i].help, counters[i].name,
+                counters[i].name, (unsigned long long)counters[i].v);
     appendf(b, "# HELP chronik_connections Open Kafka connections.\n# TYPE chronik_connections gauge\n"
                "chronik_connections %d\n", st.connections);
     appendf(b, "# HELP chronik_requests_in_flight Kafka requests being processed.\n"
