@@ -98,8 +98,12 @@ typedef struct ctopic {
     int level;
     int64_t row_group;
     int partitioning; /* 0 none, 1 daily, 2 hourly */
-    /* the current data chunk */
+    /* the current data chunk, with its vectors' data and validity (refreshed by
+     * chunk_refresh after every create or reset) */
     duckdb_data_chunk chunk;
+    duckdb_vector vec[NSYS + MAX_COLS];
+    void *vdata[NSYS + MAX_COLS];
+    uint64_t *vvalid[NSYS + MAX_COLS];
     int chunk_rows;
     int32_t chunk_part;
     int hint[MAX_COLS];
@@ -898,6 +902,17 @@ static void chunk_drop(ctopic_t *t)
     t->chunk_rows = 0;
 }
 
+static void chunk_refresh(ctopic_t *t)
+{
+    int n = NSYS + t->ncols;
+    for (int i = 0; i < n; i++) {
+        t->vec[i] = duckdb_data_chunk_get_vector(t->chunk, (idx_t)i);
+        duckdb_vector_ensure_validity_writable(t->vec[i]);
+        t->vdata[i] = duckdb_vector_get_data(t->vec[i]);
+        t->vvalid[i] = duckdb_vector_get_validity(t->vec[i]);
+    }
+}
+
 static int chunk_make(ctopic_t *t)
 {
     int n = NSYS + t->ncols;
@@ -920,8 +935,7 @@ static int chunk_make(ctopic_t *t)
     t->chunk_rows = 0;
     if (!t->chunk)
         return CK_ENOMEM;
-    for (int i = 0; i < n; i++)
-        duckdb_vector_ensure_validity_writable(duckdb_data_chunk_get_vector(t->chunk, (idx_t)i));
+    chunk_refresh(t);
     return 0;
 }
 
@@ -940,9 +954,7 @@ static int chunk_flush(ck_columnar_t *c, ctopic_t *t)
         rc = CK_EIO;
     }
     duckdb_data_chunk_reset(t->chunk);
-    int n = NSYS + t->ncols;
-    for (int i = 0; i < n; i++)
-        duckdb_vector_ensure_validity_writable(duckdb_data_chunk_get_vector(t->chunk, (idx_t)i));
+    chunk_refresh(t);
     t->chunk_rows = 0;
     t->parts[p].dirty = true;
     return rc;
@@ -1056,6 +1068,8 @@ static int find_col(ctopic_t *t, int pos, const char *key, size_t len)
 
 static bool sys_name(const char *key, size_t len)
 {
+    if (len < 5 || key[0] != '_') /* every system column is "_" and at least 4 more */
+        return false;
     for (int i = 0; i < NSYS_ALL; i++)
         if (strlen(sys_names[i]) == len && !strncasecmp(sys_names[i], key, len))
             return true;
@@ -1097,6 +1111,14 @@ static int fit_schema(ck_columnar_t *c, ctopic_t *t, const ck_jmember_t *m, int 
             return rc;
     }
     return 0;
+}
+
+static inline void mask_set(uint64_t *m, int row, bool valid)
+{
+    if (valid)
+        m[row >> 6] |= 1ULL << (row & 63);
+    else
+        m[row >> 6] &= ~(1ULL << (row & 63));
 }
 
 static inline void set_valid(duckdb_vector v, int row, bool valid)
@@ -1181,21 +1203,20 @@ static void put_text_number(duckdb_vector v, int row, const ck_jmember_t *m)
 /* Writes one record as row `row` of the chunk (the schema already fits). */
 static void put_row(ctopic_t *t, int row, const ck_record_t *r, int8_t ts_type, const ck_jmember_t *m, int nm)
 {
-    duckdb_data_chunk ch = t->chunk;
-    ((int64_t *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(ch, 0)))[row] = r->offset;
+    ((int64_t *)t->vdata[0])[row] = r->offset;
     /* microseconds; timestamps beyond DuckDB's range (±290k years) are clamped */
     int64_t ts = r->timestamp;
     if (ts > 9000000000000000LL / 1000)
         ts = 9000000000000000LL / 1000;
     else if (ts < -9000000000000000LL / 1000)
         ts = -9000000000000000LL / 1000;
-    ((int64_t *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(ch, 1)))[row] = ts * 1000;
-    ((int8_t *)duckdb_vector_get_data(duckdb_data_chunk_get_vector(ch, 2)))[row] = ts_type;
-    put_blob(duckdb_data_chunk_get_vector(ch, 3), row, r->key);
-    put_blob(duckdb_data_chunk_get_vector(ch, 4), row, r->value);
-    put_headers(duckdb_data_chunk_get_vector(ch, 5), row, r);
+    ((int64_t *)t->vdata[1])[row] = ts * 1000;
+    ((int8_t *)t->vdata[2])[row] = ts_type;
+    put_blob(t->vec[3], row, r->key);
+    put_blob(t->vec[4], row, r->value);
+    put_headers(t->vec[5], row, r);
     for (int i = 0; i < t->ncols; i++)
-        set_valid(duckdb_data_chunk_get_vector(ch, (idx_t)(NSYS + i)), row, false);
+        mask_set(t->vvalid[NSYS + i], row, false);
     for (int i = 0; i < nm; i++) {
         if (m[i].kind == CK_JV_NULL || m[i].key_len == 0 || m[i].key_len > 255)
             continue;
@@ -1204,8 +1225,8 @@ static void put_row(ctopic_t *t, int row, const ck_record_t *r, int8_t ts_type, 
             continue;
         ccol_t *cc = &t->cols[col];
         cc->seen++;
-        duckdb_vector v = duckdb_data_chunk_get_vector(ch, (idx_t)(NSYS + col));
-        void *d = duckdb_vector_get_data(v);
+        duckdb_vector v = t->vec[NSYS + col];
+        void *d = t->vdata[NSYS + col];
         switch (cc->type) {
         case T_INT:
             if (m[i].kind != CK_JV_INT)
@@ -1234,7 +1255,7 @@ static void put_row(ctopic_t *t, int row, const ck_record_t *r, int8_t ts_type, 
                 duckdb_vector_assign_string_element_len(v, (idx_t)row, m[i].str, (idx_t)m[i].str_len);
             break;
         }
-        set_valid(v, row, true);
+        mask_set(t->vvalid[NSYS + col], row, true);
     }
 }
 

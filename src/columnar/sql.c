@@ -286,6 +286,7 @@ int ck_sql_db_open(const char *allowed_dir, const char *memory_limit, ck_sql_db_
          * statistics from before the newest rows (e.g. a column that was all NULL) and then
          * decodes their strings to garbage ("Paris" came back as "T"); correctness first. */
         {"disabled_optimizers", "compressed_materialization"},
+        {"force_compression", "uncompressed"},
     };
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
         if (!opts[i][1])
