@@ -1,19 +1,21 @@
 /* The columnar capability (see columnar.h and docs/COLUMNAR.md).
  *
- * Per topic, on the worker thread:
- *   hot:  one DuckDB table per partition, "__ck_hot_<t>_<p>", fed through an appender
- *         with data chunks; rows become visible when the appender is flushed (idle op).
- *   cold: Parquet files, one per flush of a partition's hot table, listed in MANIFEST.
- *   views "<t>_hot", "<t>_cold", "<t>" are re-created whenever the files or the schema
- *         change, in the same DuckDB transaction that empties the flushed hot table, so a
- *         query sees each record exactly once.
+ * Per topic:
+ *   hot:  per partition, an active DuckDB table "__ck_hot_<t>_<p>_<gen>" fed by the
+ *         worker through an appender with data chunks (rows become visible when the
+ *         appender is flushed, in the idle op), plus sealed tables waiting for Parquet;
+ *   cold: Parquet files, one per sealed table, listed in MANIFEST;
+ *   views "<t>_hot", "<t>_cold", "<t>" are re-created whenever tables, files or the
+ *         schema change, in the same DuckDB transaction as that change, so a query sees
+ *         each record exactly once.
  *
- * Commit protocol of a flush (partition p, hot rows [a, b)):
- *   1. COPY the hot table to partition=p/segment_<a>.parquet.tmp, fsync, rename, fsync dir
- *   2. write MANIFEST.tmp (files + cold_end[p] = b), fsync, rename, fsync dir  <- commit
- *   3. DuckDB transaction: new views, hot table replaced by an empty one
+ * Seal (worker): a new active table takes the appends; the old one goes to the flusher
+ * thread, which for each sealed table [a, b] of partition p, in order:
+ *   1. COPYs it to partition=p/segment_<a>.parquet.tmp, fsync, rename, fsync dir
+ *   2. writes MANIFEST.tmp (files + cold_end[p] = b + 1), fsync, rename, fsync dir <- commit
+ *   3. DuckDB transaction: sealed table dropped, new views
  * A crash before 2 leaves a file the manifest does not list: deleted at open. After 2
- * the records are in the file; the hot rows are rebuilt from the log from cold_end. */
+ * the records are in the file; hot rows are rebuilt from the log from cold_end. */
 #include "columnar/columnar.h"
 
 #include <dirent.h>
@@ -38,6 +40,7 @@
 #include "core/logging.h"
 
 #define MAX_COLS 256
+#define MAX_SEALED 2 /* per topic: more waits for the flusher (backpressure) */
 #define NSYS 6 /* columns stored in the hot tables before the typed ones */
 
 enum ctype { T_INT, T_FLOAT, T_BOOL, T_STR };
@@ -55,8 +58,10 @@ typedef struct ccol {
 } ccol_t;
 
 typedef struct cpart {
-    int64_t next;     /* next offset to apply */
-    int64_t cold_end; /* next offset not in a Parquet file */
+    int64_t next;       /* next offset to apply */
+    int64_t cold_end;   /* next offset not in a Parquet file (under the topic's mu) */
+    int64_t sealed_end; /* first offset of the active hot table */
+    int gen;            /* generation of the active hot table "__ck_hot_<t>_<p>_<gen>" */
     int64_t hot_rows;
     int64_t hot_since; /* monotonic ms of the oldest unflushed-to-Parquet row, 0 = none */
     duckdb_appender app;
@@ -79,7 +84,24 @@ typedef struct cschema {
     int *types;
 } cschema_t;
 
+/* A partition's hot table that no longer takes appends and waits for the flusher thread
+ * to write it to Parquet; queries read it until then. */
+typedef struct csealed {
+    struct csealed *next;
+    int32_t partition;
+    int gen;
+    int64_t first, last, rows;
+    int schema; /* its typed columns (a file schema id) */
+} csealed_t;
+
 typedef struct ctopic {
+    /* mu guards what the worker and the flusher thread share: files, schemas, cold_end,
+     * the sealed list, the manifest, and every DDL (views, tables) of the topic */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;        /* pending dropped */
+    csealed_t *sealed, *sealed_tail;
+    int pending;              /* sealed tables not yet written */
+    bool busy;                /* the flusher works on this topic (under the capability's fmu) */
     char *name;
     char sname[300];
     uint8_t id[16];
@@ -109,7 +131,7 @@ typedef struct ctopic {
     int hint[MAX_COLS];
     int64_t last_retention;
     int64_t *published; /* visible offset last published per partition */
-    bool pub_dirty;     /* columns or stats changed since the last publish() */
+    _Atomic bool pub_dirty; /* columns or stats changed since the last publish() */
     int64_t last_publish;
     ck_idx_topic_t *it;
     struct ctopic *lnext; /* the capability's list of open topics */
@@ -125,7 +147,21 @@ typedef struct centry {
     ck_columnar_stats_t st;
 } centry_t;
 
+typedef struct fjob {
+    struct fjob *next;
+    ctopic_t *t;
+    csealed_t *s;
+} fjob_t;
+
 struct ck_columnar {
+    /* the flusher thread: writes sealed hot tables to Parquet */
+    pthread_t fthr;
+    bool fstarted, fstop;
+    pthread_mutex_t fmu;
+    pthread_cond_t fcv;
+    fjob_t *fhead, *ftail;
+    duckdb_connection fconn;
+    ck_wbuf_t fsql;
     ck_columnar_config_t cfg;
     char dir[1024];
     duckdb_database db;
@@ -201,10 +237,10 @@ static const char *sql_cstr(ck_wbuf_t *w)
     return (const char *)w->data;
 }
 
-static int run(ck_columnar_t *c, const char *sql)
+static int run_conn(duckdb_connection conn, const char *sql)
 {
     duckdb_result res;
-    if (duckdb_query(c->conn, sql, &res) == DuckDBError) {
+    if (duckdb_query(conn, sql, &res) == DuckDBError) {
         CK_WARN("columnar", "statement failed: %s [%.300s]", duckdb_result_error(&res), sql);
         duckdb_destroy_result(&res);
         return CK_EIO;
@@ -212,6 +248,8 @@ static int run(ck_columnar_t *c, const char *sql)
     duckdb_destroy_result(&res);
     return 0;
 }
+
+static int run(ck_columnar_t *c, const char *sql) { return run_conn(c->conn, sql); }
 
 static int run_buf(ck_columnar_t *c, ck_wbuf_t *w)
 {
@@ -258,12 +296,15 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
 
 static void rmtree(const char *path) { nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
 
-static void hot_table(ck_wbuf_t *w, const ctopic_t *t, int32_t p)
+static void hot_table_gen(ck_wbuf_t *w, const ctopic_t *t, int32_t p, int gen)
 {
     char nm[400];
-    snprintf(nm, sizeof(nm), "__ck_hot_%s_%d", t->sname, p);
+    snprintf(nm, sizeof(nm), "__ck_hot_%s_%d_%d", t->sname, p, gen);
     sql_ident(w, nm);
 }
+
+/* The partition's active hot table. */
+static void hot_table(ck_wbuf_t *w, const ctopic_t *t, int32_t p) { hot_table_gen(w, t, p, t->parts[p].gen); }
 
 /* ---------------------------------------------------------------- reader registry */
 
@@ -290,7 +331,17 @@ static int64_t cold_rows(const ctopic_t *t)
 }
 
 /* Publishes the topic's columns and stats to readers. */
+static void publish_locked(ck_columnar_t *c, ctopic_t *t);
+
+/* Publishes the topic's columns and stats to readers. Worker thread. */
 static void publish(ck_columnar_t *c, ctopic_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    publish_locked(c, t);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void publish_locked(ck_columnar_t *c, ctopic_t *t)
 {
     int n = NSYS_ALL + t->ncols;
     ck_columnar_column_t *cols = ck_calloc((size_t)n, sizeof(*cols));
@@ -319,6 +370,8 @@ static void publish(ck_columnar_t *c, ctopic_t *t)
     ck_columnar_stats_t st = {0};
     for (int32_t p = 0; p < t->npart; p++)
         st.hot_rows += t->parts[p].hot_rows;
+    for (const csealed_t *x = t->sealed; x; x = x->next)
+        st.hot_rows += x->rows;
     st.cold_rows = cold_rows(t);
     st.cold_files = t->nfiles;
     for (int i = 0; i < t->nfiles; i++)
@@ -764,6 +817,25 @@ static int create_hot(ck_columnar_t *c, ctopic_t *t, int32_t p, bool replace)
     return run_buf(c, w);
 }
 
+/* ", CAST(c AS <type now>) AS c" for each typed column that data of file schema sid has,
+ * ", NULL::<type> AS c" for the others (sid -1: the in_cold flags decide). */
+static void mapped_cols(ck_wbuf_t *w, const ctopic_t *t, int sid)
+{
+    for (int i = 0; i < t->ncols; i++) {
+        bool has = sid < 0 ? t->cols[i].in_cold : false;
+        for (int k = 0; sid >= 0 && k < t->schemas[sid].n && !has; k++)
+            has = !strcasecmp(t->schemas[sid].names[k], t->cols[i].name);
+        if (has) {
+            sqlf(w, ", CAST(");
+            sql_ident(w, t->cols[i].name);
+            sqlf(w, " AS %s) AS ", type_sql[t->cols[i].type]);
+        } else {
+            sqlf(w, ", NULL::%s AS ", type_sql[t->cols[i].type]);
+        }
+        sql_ident(w, t->cols[i].name);
+    }
+}
+
 /* The three views, as statements appended to w. */
 static void views_sql(ck_wbuf_t *w, const ctopic_t *t)
 {
@@ -773,10 +845,23 @@ static void views_sql(ck_wbuf_t *w, const ctopic_t *t)
     sqlf(w, "CREATE OR REPLACE VIEW ");
     sql_ident(w, nm);
     sqlf(w, " AS ");
+    bool first = true;
     for (int32_t p = 0; p < t->npart; p++) {
-        if (p)
-            sqlf(w, " UNION ALL ");
-        sqlf(w, "SELECT ");
+        /* sealed tables (waiting for their Parquet file) first, in offset order */
+        for (const csealed_t *x = t->sealed; x; x = x->next) {
+            if (x->partition != p)
+                continue;
+            sqlf(w, "%sSELECT ", first ? "" : " UNION ALL ");
+            first = false;
+            sql_str(w, t->name);
+            sqlf(w, "::VARCHAR AS _topic, %d::INTEGER AS _partition, "
+                    "_offset, _timestamp, _timestamp_type, _key, _value, _headers", p);
+            mapped_cols(w, t, x->schema);
+            sqlf(w, " FROM ");
+            hot_table_gen(w, t, p, x->gen);
+        }
+        sqlf(w, "%sSELECT ", first ? "" : " UNION ALL ");
+        first = false;
         sql_str(w, t->name);
         sqlf(w, "::VARCHAR AS _topic, %d::INTEGER AS _partition, * FROM ", p);
         hot_table(w, t, p);
@@ -808,19 +893,7 @@ static void views_sql(ck_wbuf_t *w, const ctopic_t *t)
                 sqlf(w, " UNION ALL SELECT ");
             first_group = false;
             sqlf(w, "_topic, _partition, _offset, _timestamp, _timestamp_type, _key, _value, _headers");
-            for (int i = 0; i < t->ncols; i++) {
-                bool has = sid < 0 ? t->cols[i].in_cold : false;
-                for (int k = 0; sid >= 0 && k < t->schemas[sid].n && !has; k++)
-                    has = !strcasecmp(t->schemas[sid].names[k], t->cols[i].name);
-                if (has) {
-                    sqlf(w, ", CAST(");
-                    sql_ident(w, t->cols[i].name);
-                    sqlf(w, " AS %s) AS ", type_sql[t->cols[i].type]);
-                } else {
-                    sqlf(w, ", NULL::%s AS ", type_sql[t->cols[i].type]);
-                }
-                sql_ident(w, t->cols[i].name);
-            }
+            mapped_cols(w, t, sid);
             sqlf(w, " FROM read_parquet([");
             bool first = true;
             for (int i = 0; i < t->nfiles; i++) {
@@ -878,7 +951,7 @@ static int open_appender(ck_columnar_t *c, ctopic_t *t, int32_t p)
     if (t->parts[p].app)
         return 0;
     char nm[400];
-    snprintf(nm, sizeof(nm), "__ck_hot_%s_%d", t->sname, p);
+    snprintf(nm, sizeof(nm), "__ck_hot_%s_%d_%d", t->sname, p, t->parts[p].gen);
     if (duckdb_appender_create(c->conn, NULL, nm, &t->parts[p].app) == DuckDBError) {
         CK_WARN("columnar", "%s: cannot create an appender: %s", nm, duckdb_appender_error(t->parts[p].app));
         duckdb_appender_destroy(&t->parts[p].app);
@@ -987,7 +1060,9 @@ static int alter_all(ck_columnar_t *c, ctopic_t *t, const char *what)
 
 static int schema_add(ck_columnar_t *c, ctopic_t *t, const char *key, size_t klen, int type, bool null_only)
 {
+    pthread_mutex_lock(&t->mu); /* add_col may move t->cols, which the flusher reads */
     int rc = add_col(t, key, klen, type);
+    pthread_mutex_unlock(&t->mu);
     if (rc)
         return rc;
     ccol_t *cc = &t->cols[t->ncols - 1];
@@ -997,13 +1072,16 @@ static int schema_add(ck_columnar_t *c, ctopic_t *t, const char *key, size_t kle
     sqlf(&w, "ADD COLUMN ");
     sql_ident(&w, cc->name);
     sqlf(&w, " %s", type_sql[type]);
+    pthread_mutex_lock(&t->mu);
     rc = w.err ? CK_ENOMEM : alter_all(c, t, sql_cstr(&w));
-    ck_wbuf_free(&w);
     if (rc) {
         ck_free(cc->name);
         t->ncols--;
-        return rc;
     }
+    pthread_mutex_unlock(&t->mu);
+    ck_wbuf_free(&w);
+    if (rc)
+        return rc;
     t->pub_dirty = true;
     CK_DEBUG("columnar", "%s: new column %s %s", t->name, cc->name, type_sql[type]);
     return 0;
@@ -1017,13 +1095,15 @@ static int schema_retype(ck_columnar_t *c, ctopic_t *t, int col, int type)
     sql_ident(&w, cc->name);
     sqlf(&w, " TYPE %s", type_sql[type]);
     int old = cc->type;
+    pthread_mutex_lock(&t->mu);
     cc->type = type;
     int rc = w.err ? CK_ENOMEM : alter_all(c, t, sql_cstr(&w));
-    ck_wbuf_free(&w);
-    t->pub_dirty = true;
     if (rc)
         cc->type = old;
-    else
+    pthread_mutex_unlock(&t->mu);
+    ck_wbuf_free(&w);
+    t->pub_dirty = true;
+    if (!rc)
         CK_INFO("columnar", "%s: column %s widened %s -> %s", t->name, cc->name, type_sql[old], type_sql[type]);
     return rc;
 }
@@ -1286,90 +1366,50 @@ static void parquet_options(ck_wbuf_t *w, const ctopic_t *t)
     sqlf(w, ", ROW_GROUP_SIZE %lld)", (long long)t->row_group);
 }
 
-static int flush_partition(ck_columnar_t *c, ctopic_t *t, int32_t p)
+static void fq_push(ck_columnar_t *c, ctopic_t *t, csealed_t *x);
+
+/* Seals partition p's hot table: it stops taking appends (a new, empty table takes over in
+ * the same transaction as the new views) and goes to the flusher thread, which writes it
+ * to Parquet. Worker thread. */
+static int seal_partition(ck_columnar_t *c, ctopic_t *t, int32_t p)
 {
     cpart_t *cp = &t->parts[p];
     if (cp->hot_rows == 0)
         return 0;
     int rc = chunk_flush(c, t);
-    if (t->parts[p].app && duckdb_appender_flush(t->parts[p].app) == DuckDBError)
+    if (cp->app && duckdb_appender_flush(cp->app) == DuckDBError)
         rc = CK_EIO;
     if (rc)
         return rc;
-    int64_t first = cp->cold_end, last = cp->next - 1;
-    cfile_t f = {p, first, last, cp->hot_rows, 0, NULL, -1};
-    char rel[200], sub[64] = "";
-    if (t->partitioning) {
-        time_t secs = (time_t)(ck_wall_ms() / 1000);
-        struct tm tm;
-        gmtime_r(&secs, &tm);
-        if (t->partitioning == 1)
-            strftime(sub, sizeof(sub), "%Y-%m-%d/", &tm);
-        else
-            strftime(sub, sizeof(sub), "%Y-%m-%d-%H/", &tm);
-    }
-    snprintf(rel, sizeof(rel), "partition=%d/%ssegment_%020lld.parquet", p, sub, (long long)first);
-    char path[1600], tmp[1610], dir[1600];
-    snprintf(path, sizeof(path), "%s/%s", t->dir, rel);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    snprintf(dir, sizeof(dir), "%s", path);
-    *strrchr(dir, '/') = 0;
-    if (mkdirs(dir))
-        return CK_EIO;
-    ck_wbuf_t *w = &c->sql;
-    ck_wbuf_reset(w);
-    sqlf(w, "COPY (SELECT ");
-    sql_str(w, t->name);
-    sqlf(w, "::VARCHAR AS _topic, %d::INTEGER AS _partition, * FROM ", p);
-    hot_table(w, t, p);
-    sqlf(w, ") TO "); /* rows are in offset order: appended so, insertion order is kept */
-    sql_str(w, tmp);
-    ck_wr_u8(w, ' ');
-    parquet_options(w, t);
-    rc = run_buf(c, w);
-    struct stat st;
-    if (!rc && (fsync_path(tmp, false) || stat(tmp, &st) || rename(tmp, path) || fsync_path(dir, true)))
-        rc = CK_EIO;
-    if (rc) {
-        unlink(tmp);
-        return rc;
-    }
-    f.bytes = st.st_size;
-    f.schema = current_schema(t);
-    f.rel = ck_strdup(rel);
-    if (!f.rel || add_file(t, &f)) {
-        ck_free(f.rel);
-        unlink(path);
-        return CK_ENOMEM;
-    }
-    int64_t old_end = cp->cold_end;
-    cp->cold_end = cp->next;
-    bool *was = ck_calloc((size_t)t->ncols + 1, sizeof(bool));
-    for (int i = 0; i < t->ncols; i++) {
-        if (was)
-            was[i] = t->cols[i].in_cold;
-        t->cols[i].in_cold = true;
-    }
-    rc = manifest_write(t);
-    if (rc) {
-        /* not committed: forget the file */
-        cp->cold_end = old_end;
-        for (int i = 0; was && i < t->ncols; i++)
-            t->cols[i].in_cold = was[i];
-        ck_free(t->files[--t->nfiles].rel);
-        unlink(path);
-        ck_free(was);
-        return rc;
-    }
-    ck_free(was);
-    /* committed; now swap what queries see, atomically */
     duckdb_appender_destroy(&cp->app);
     cp->app = NULL;
     cp->dirty = false;
+    csealed_t *x = ck_calloc(1, sizeof(*x));
+    if (!x)
+        return CK_ENOMEM;
+    pthread_mutex_lock(&t->mu);
+    while (t->pending >= MAX_SEALED)
+        pthread_cond_wait(&t->cv, &t->mu); /* the flusher is behind: wait for it */
+    x->partition = p;
+    x->gen = cp->gen;
+    x->first = cp->sealed_end;
+    x->last = cp->next - 1;
+    x->rows = cp->hot_rows;
+    x->schema = current_schema(t);
+    if (x->schema < 0) {
+        pthread_mutex_unlock(&t->mu);
+        ck_free(x);
+        return CK_ENOMEM;
+    }
+    if (t->sealed_tail)
+        t->sealed_tail->next = x;
+    else
+        t->sealed = x;
+    t->sealed_tail = x;
+    cp->gen++;
+    ck_wbuf_t *w = &c->sql;
     ck_wbuf_reset(w);
-    sqlf(w, "BEGIN;\nDROP TABLE ");
-    hot_table(w, t, p);
-    sqlf(w, ";\n");
+    sqlf(w, "BEGIN;\n");
     rc = run_buf(c, w);
     if (!rc)
         rc = create_hot(c, t, p, false);
@@ -1381,18 +1421,205 @@ static int flush_partition(ck_columnar_t *c, ctopic_t *t, int32_t p)
     }
     if (rc) {
         run(c, "ROLLBACK");
-        CK_ERROR("columnar", "%s-%d: cannot swap the flushed rows out of the hot table", t->name, p);
+        /* undo: the table stays the active one */
+        cp->gen--;
+        t->sealed_tail = NULL;
+        csealed_t **pp = &t->sealed;
+        while (*pp != x) {
+            t->sealed_tail = *pp;
+            pp = &(*pp)->next;
+        }
+        *pp = NULL;
+        pthread_mutex_unlock(&t->mu);
+        ck_free(x);
         return rc;
     }
-    CK_DEBUG("columnar", "%s-%d: %lld rows [%lld, %lld] -> %s (%lld bytes)", t->name, p, (long long)f.rows,
-             (long long)first, (long long)last, rel, (long long)f.bytes);
+    t->pending++;
+    pthread_mutex_unlock(&t->mu);
+    cp->sealed_end = cp->next;
     cp->hot_rows = 0;
     cp->hot_since = 0;
+    fq_push(c, t, x);
     return 0;
 }
 
+/* Flusher thread: writes sealed table x of t to Parquet and commits it (see the top of
+ * the file). Returns 0, or an error after which the job is retried. */
+static int write_sealed(ck_columnar_t *c, ctopic_t *t, csealed_t *x)
+{
+    int32_t p = x->partition;
+    cfile_t f = {p, x->first, x->last, x->rows, 0, NULL, x->schema};
+    char rel[200], sub[64] = "";
+    if (t->partitioning) {
+        time_t secs = (time_t)(ck_wall_ms() / 1000);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        strftime(sub, sizeof(sub), t->partitioning == 1 ? "%Y-%m-%d/" : "%Y-%m-%d-%H/", &tm);
+    }
+    snprintf(rel, sizeof(rel), "partition=%d/%ssegment_%020lld.parquet", p, sub, (long long)x->first);
+    char path[1600], tmp[1610], dir[1600];
+    snprintf(path, sizeof(path), "%s/%s", t->dir, rel);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    snprintf(dir, sizeof(dir), "%s", path);
+    *strrchr(dir, '/') = 0;
+    if (mkdirs(dir))
+        return CK_EIO;
+    ck_wbuf_t *w = &c->fsql;
+    ck_wbuf_reset(w);
+    sqlf(w, "COPY (SELECT ");
+    sql_str(w, t->name);
+    sqlf(w, "::VARCHAR AS _topic, %d::INTEGER AS _partition, * FROM ", p);
+    hot_table_gen(w, t, p, x->gen);
+    sqlf(w, ") TO "); /* rows are in offset order: appended so, insertion order is kept */
+    sql_str(w, tmp);
+    ck_wr_u8(w, ' ');
+    parquet_options(w, t);
+    int rc = w->err ? CK_ENOMEM : run_conn(c->fconn, sql_cstr(w));
+    struct stat st;
+    if (!rc && (fsync_path(tmp, false) || stat(tmp, &st) || rename(tmp, path) || fsync_path(dir, true)))
+        rc = CK_EIO;
+    if (rc) {
+        unlink(tmp);
+        return rc;
+    }
+    f.bytes = st.st_size;
+    pthread_mutex_lock(&t->mu);
+    f.rel = ck_strdup(rel);
+    if (!f.rel || add_file(t, &f)) {
+        pthread_mutex_unlock(&t->mu);
+        ck_free(f.rel);
+        unlink(path);
+        return CK_ENOMEM;
+    }
+    cpart_t *cp = &t->parts[p];
+    int64_t old_end = cp->cold_end;
+    cp->cold_end = x->last + 1;
+    rc = manifest_write(t);
+    if (rc) {
+        /* not committed: forget the file */
+        cp->cold_end = old_end;
+        ck_free(t->files[--t->nfiles].rel);
+        pthread_mutex_unlock(&t->mu);
+        unlink(path);
+        return rc;
+    }
+    /* committed; now swap what queries see, atomically: the file in, the table out */
+    t->sealed = x->next;
+    if (!t->sealed)
+        t->sealed_tail = NULL;
+    ck_wbuf_reset(w);
+    sqlf(w, "BEGIN;\nDROP TABLE ");
+    hot_table_gen(w, t, p, x->gen);
+    sqlf(w, ";\n");
+    views_sql(w, t);
+    sqlf(w, "COMMIT;");
+    rc = w->err ? CK_ENOMEM : run_conn(c->fconn, sql_cstr(w));
+    if (rc) {
+        run_conn(c->fconn, "ROLLBACK");
+        CK_ERROR("columnar", "%s-%d: cannot swap the written rows out of the hot tables", t->name, p);
+        /* the file is committed; the rows also stay in the sealed table until a restart */
+    }
+    t->pending--;
+    t->pub_dirty = true;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    CK_DEBUG("columnar", "%s-%d: %lld rows [%lld, %lld] -> %s (%lld bytes)", t->name, p, (long long)f.rows,
+             (long long)x->first, (long long)x->last, rel, (long long)f.bytes);
+    ck_free(x);
+    return 0;
+}
+
+static void fq_push(ck_columnar_t *c, ctopic_t *t, csealed_t *x)
+{
+    fjob_t *j = ck_calloc(1, sizeof(*j));
+    if (!j) {
+        CK_ERROR("columnar", "%s: out of memory queueing a Parquet write", t->name);
+        return;
+    }
+    j->t = t;
+    j->s = x;
+    pthread_mutex_lock(&c->fmu);
+    if (c->ftail)
+        c->ftail->next = j;
+    else
+        c->fhead = j;
+    c->ftail = j;
+    pthread_cond_broadcast(&c->fcv);
+    pthread_mutex_unlock(&c->fmu);
+}
+
+static void *flusher_main(void *arg)
+{
+    ck_columnar_t *c = arg;
+    pthread_mutex_lock(&c->fmu);
+    for (;;) {
+        while (!c->fhead && !c->fstop)
+            pthread_cond_wait(&c->fcv, &c->fmu);
+        if (c->fstop)
+            break;
+        fjob_t *j = c->fhead;
+        c->fhead = j->next;
+        if (!c->fhead)
+            c->ftail = NULL;
+        j->t->busy = true;
+        pthread_mutex_unlock(&c->fmu);
+        int rc = write_sealed(c, j->t, j->s);
+        pthread_mutex_lock(&c->fmu);
+        j->t->busy = false;
+        pthread_cond_broadcast(&c->fcv);
+        if (rc) {
+            ck_idx_topic_set_status(j->t->it, "Parquet write failed: %s (retrying)", ck_strerror(rc));
+            CK_WARN("columnar", "%s: Parquet write failed: %s (retrying in 1 s)", j->t->name, ck_strerror(rc));
+            /* back to the head of the queue: files of a partition are written in order */
+            j->next = c->fhead;
+            c->fhead = j;
+            if (!c->ftail)
+                c->ftail = j;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&c->fcv, &c->fmu, &ts);
+            continue;
+        }
+        ck_free(j);
+    }
+    pthread_mutex_unlock(&c->fmu);
+    return NULL;
+}
+
+/* Before a topic is freed: its queued writes are dropped (the rows are rebuilt from the
+ * log at the next start) and a write in progress finishes. Worker thread. */
+static void fq_forget(ck_columnar_t *c, ctopic_t *t)
+{
+    pthread_mutex_lock(&c->fmu);
+    for (fjob_t **pp = &c->fhead; *pp;) {
+        fjob_t *j = *pp;
+        if (j->t == t) {
+            *pp = j->next;
+            ck_free(j); /* j->s stays on t->sealed, freed with t */
+        } else {
+            pp = &j->next;
+        }
+    }
+    c->ftail = NULL;
+    for (fjob_t *j = c->fhead; j; j = j->next)
+        c->ftail = j;
+    while (t->busy)
+        pthread_cond_wait(&c->fcv, &c->fmu);
+    pthread_mutex_unlock(&c->fmu);
+}
+
 /* Files wholly below the log start (retention, DeleteRecords) go away. */
+static void apply_retention_locked(ck_columnar_t *c, ctopic_t *t, ck_idx_topic_t *it);
+
 static void apply_retention(ck_columnar_t *c, ctopic_t *t, ck_idx_topic_t *it)
+{
+    pthread_mutex_lock(&t->mu);
+    apply_retention_locked(c, t, it);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void apply_retention_locked(ck_columnar_t *c, ctopic_t *t, ck_idx_topic_t *it)
 {
     bool any = false;
     for (int i = 0; i < t->nfiles; i++) {
@@ -1477,6 +1704,13 @@ static void topic_free(ctopic_t *t)
 {
     if (!t)
         return;
+    while (t->sealed) {
+        csealed_t *x = t->sealed;
+        t->sealed = x->next;
+        ck_free(x);
+    }
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
     ck_free(t->published);
     close_appenders(t);
     chunk_drop(t);
@@ -1511,6 +1745,11 @@ static void drop_sql_objects(ck_columnar_t *c, ctopic_t *t)
         hot_table(w, t, p);
         sqlf(w, ";");
     }
+    for (const csealed_t *x = t->sealed; x; x = x->next) {
+        sqlf(w, " DROP TABLE IF EXISTS ");
+        hot_table_gen(w, t, x->partition, x->gen);
+        sqlf(w, ";");
+    }
     run_buf(c, w);
 }
 
@@ -1523,13 +1762,15 @@ static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
         if (it->npart > t->npart) {
             int rc = chunk_flush(c, t);
             close_appenders(t);
+            pthread_mutex_lock(&t->mu);
             cpart_t *np = ck_realloc(t->parts, sizeof(cpart_t) * (size_t)it->npart);
-            if (!np)
+            if (np)
+                t->parts = np;
+            int64_t *pub = np ? ck_realloc(t->published, sizeof(int64_t) * (size_t)it->npart) : NULL;
+            if (!pub) {
+                pthread_mutex_unlock(&t->mu);
                 return CK_ENOMEM;
-            t->parts = np;
-            int64_t *pub = ck_realloc(t->published, sizeof(int64_t) * (size_t)it->npart);
-            if (!pub)
-                return CK_ENOMEM;
+            }
             t->published = pub;
             for (int32_t p = t->npart; p < it->npart; p++)
                 pub[p] = -1;
@@ -1543,6 +1784,7 @@ static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
                 rc = refresh_views(c, t);
             if (!rc)
                 rc = manifest_write(t);
+            pthread_mutex_unlock(&t->mu);
             if (rc)
                 return rc;
         }
@@ -1554,6 +1796,8 @@ static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
     t = ck_calloc(1, sizeof(*t));
     if (!t)
         return CK_ENOMEM;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
     for (int i = 0; i < MAX_COLS; i++)
         t->hint[i] = -1;
     t->name = ck_strdup(it->name);
@@ -1586,6 +1830,7 @@ static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
     /* files whose partition no longer exists cannot be: partitions only grow */
     for (int32_t p = 0; p < t->npart && !rc; p++) {
         t->parts[p].next = t->parts[p].cold_end;
+        t->parts[p].sealed_end = t->parts[p].cold_end;
         rc = create_hot(c, t, p, true);
     }
     if (!rc)
@@ -1664,7 +1909,7 @@ static int op_apply(void *cap, ck_idx_topic_t *it, const ck_idx_batch_t *b)
     if (rc)
         return rc;
     if (c->cfg.hot_max_records > 0 && cp->hot_rows >= c->cfg.hot_max_records) {
-        rc = flush_partition(c, t, b->partition);
+        rc = seal_partition(c, t, b->partition);
         if (!rc)
             publish(c, t);
     }
@@ -1700,7 +1945,7 @@ static void op_idle(void *cap, int64_t now)
         for (int32_t p = 0; p < t->npart; p++) {
             cpart_t *cp = &t->parts[p];
             if (cp->hot_rows && cp->hot_since && now - cp->hot_since >= c->cfg.flush_interval_ms) {
-                int rc = flush_partition(c, t, p);
+                int rc = seal_partition(c, t, p);
                 if (rc) {
                     ck_idx_topic_set_status(t->it, "Parquet write failed: %s", ck_strerror(rc));
                     cp->hot_since = now; /* retry after another interval */
@@ -1740,6 +1985,7 @@ static void op_drop(void *cap, ck_idx_topic_t *it)
     if (!t)
         return;
     unlink_open(c, t);
+    fq_forget(c, t);
     close_appenders(t);
     chunk_drop(t);
     drop_sql_objects(c, t);
@@ -1757,6 +2003,7 @@ static void op_close(void *cap, ck_idx_topic_t *it)
     if (!t)
         return;
     unlink_open(c, t);
+    fq_forget(c, t);
     chunk_flush(c, t);
     close_appenders(t);
     unpublish(c, t->name);
@@ -1792,10 +2039,19 @@ int ck_columnar_new(const ck_columnar_config_t *cfg, duckdb_database db, ck_colu
     c->db = db;
     pthread_mutex_init(&c->mu, NULL);
     ck_jscan_init(&c->js);
-    if (mkdirs(c->dir) || duckdb_connect(db, &c->conn) == DuckDBError) {
+    pthread_mutex_init(&c->fmu, NULL);
+    pthread_cond_init(&c->fcv, NULL);
+    if (mkdirs(c->dir) || duckdb_connect(db, &c->conn) == DuckDBError ||
+        duckdb_connect(db, &c->fconn) == DuckDBError) {
         ck_columnar_free(c);
         return CK_EIO;
     }
+    if (pthread_create(&c->fthr, NULL, flusher_main, c) != 0) {
+        ck_columnar_free(c);
+        return CK_ENOMEM;
+    }
+    c->fstarted = true;
+    pthread_setname_np(c->fthr, "ck-parquet");
     *out = c;
     return 0;
 }
@@ -1804,6 +2060,23 @@ void ck_columnar_free(ck_columnar_t *c)
 {
     if (!c)
         return;
+    if (c->fstarted) {
+        pthread_mutex_lock(&c->fmu);
+        c->fstop = true;
+        pthread_cond_broadcast(&c->fcv);
+        pthread_mutex_unlock(&c->fmu);
+        pthread_join(c->fthr, NULL);
+    }
+    while (c->fhead) {
+        fjob_t *j = c->fhead;
+        c->fhead = j->next;
+        ck_free(j);
+    }
+    if (c->fconn)
+        duckdb_disconnect(&c->fconn);
+    ck_wbuf_free(&c->fsql);
+    pthread_mutex_destroy(&c->fmu);
+    pthread_cond_destroy(&c->fcv);
     if (c->conn)
         duckdb_disconnect(&c->conn);
     ck_jscan_free(&c->js);
