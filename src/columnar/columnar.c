@@ -1388,8 +1388,18 @@ static int seal_partition(ck_columnar_t *c, ctopic_t *t, int32_t p)
     if (!x)
         return CK_ENOMEM;
     pthread_mutex_lock(&t->mu);
-    while (t->pending >= MAX_SEALED)
-        pthread_cond_wait(&t->cv, &t->mu); /* the flusher is behind: wait for it */
+    /* the flusher is behind: wait for it, but not forever (a failing disk must not hold
+     * the worker, which serves every topic and must reach shutdown) */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    while (t->pending >= MAX_SEALED) {
+        if (pthread_cond_timedwait(&t->cv, &t->mu, &until) == ETIMEDOUT && t->pending >= MAX_SEALED) {
+            pthread_mutex_unlock(&t->mu);
+            ck_free(x);
+            return CK_EAGAIN; /* the rows stay in the active table; retried later */
+        }
+    }
     x->partition = p;
     x->gen = cp->gen;
     x->first = cp->sealed_end;
@@ -1912,6 +1922,8 @@ static int op_apply(void *cap, ck_idx_topic_t *it, const ck_idx_batch_t *b)
         rc = seal_partition(c, t, b->partition);
         if (!rc)
             publish(c, t);
+        else if (rc == CK_EAGAIN)
+            rc = 0; /* the writer is behind: the hot table grows, sealed at a later call */
     }
     return rc;
 }
