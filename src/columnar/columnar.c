@@ -1959,7 +1959,8 @@ static void op_idle(void *cap, int64_t now)
             if (cp->hot_rows && cp->hot_since && now - cp->hot_since >= c->cfg.flush_interval_ms) {
                 int rc = seal_partition(c, t, p);
                 if (rc) {
-                    ck_idx_topic_set_status(t->it, "Parquet write failed: %s", ck_strerror(rc));
+                    if (rc != CK_EAGAIN) /* EAGAIN: the writer is behind, not failing */
+                        ck_idx_topic_set_status(t->it, "cannot seal a hot table: %s", ck_strerror(rc));
                     cp->hot_since = now; /* retry after another interval */
                 } else {
                     changed = true;
