@@ -47,6 +47,8 @@ PKGS=(
   libmicrohttpd-dev=0.9.75-6
   libjansson-dev=2.14-2
   libtomlplusplus-dev=3.3.0+ds-1
+  libutf8proc-dev=2.8.0-1
+  libstemmer-dev=2.2.0-2
   kcat=1.7.1-2
   python3 python3-pytest python3-pytest-timeout
   python3-kafka=2.0.2-3
