@@ -43,7 +43,7 @@ void ck_columnar_sql_name(const char *topic, char *out, size_t n);
 
 /* One table as /_sql/tables and /_sql/describe show it. */
 typedef struct ck_columnar_table {
-    char name[300];  /* SQL name */
+    char name[320];  /* SQL name (sanitised topic name + "_hot"/"_cold") */
     char topic[256]; /* the topic */
     int kind;        /* 0 unified, 1 hot, 2 cold */
 } ck_columnar_table_t;
