@@ -21,7 +21,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -37,6 +36,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/fs.h"
 #include "core/logging.h"
 
 #define MAX_COLS 256
@@ -257,44 +257,6 @@ static int run_buf(ck_columnar_t *c, ck_wbuf_t *w)
         return CK_ENOMEM;
     return run(c, sql_cstr(w));
 }
-
-static int fsync_path(const char *path, bool dir)
-{
-    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0)
-        return CK_EIO;
-    int rc = fsync(fd);
-    close(fd);
-    return rc ? CK_EIO : 0;
-}
-
-static int mkdirs(const char *path)
-{
-    char tmp[1400];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) && errno != EEXIST)
-                return CK_EIO;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) && errno != EEXIST)
-        return CK_EIO;
-    return 0;
-}
-
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void rmtree(const char *path) { nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
 
 static void hot_table_gen(ck_wbuf_t *w, const ctopic_t *t, int32_t p, int gen)
 {
@@ -626,7 +588,7 @@ static int manifest_write(ctopic_t *t)
     if (!rc && rename(tmp, fin) != 0)
         rc = CK_EIO;
     if (!rc)
-        rc = fsync_path(t->dir, true);
+        rc = ck_fsync_path(t->dir, true);
     return rc;
 }
 
@@ -689,7 +651,7 @@ static int manifest_load(ctopic_t *t)
     if (!m) {
         if (access(path, F_OK) == 0) {
             CK_ERROR("columnar", "%s: unreadable manifest (%s); rebuilding from the log", t->name, jerr.text);
-            rmtree(t->dir);
+            ck_rmtree(t->dir);
         }
         return 0;
     }
@@ -700,7 +662,7 @@ static int manifest_load(ctopic_t *t)
     if (!id || strcmp(id, hex) != 0) {
         CK_INFO("columnar", "%s: data of an earlier topic with this name discarded", t->name);
         json_decref(m);
-        rmtree(t->dir);
+        ck_rmtree(t->dir);
         return 0;
     }
     json_t *parts = json_object_get(m, "partitions");
@@ -1472,7 +1434,7 @@ static int write_sealed(ck_columnar_t *c, ctopic_t *t, csealed_t *x)
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     snprintf(dir, sizeof(dir), "%s", path);
     *strrchr(dir, '/') = 0;
-    if (mkdirs(dir))
+    if (ck_mkdirs(dir))
         return CK_EIO;
     ck_wbuf_t *w = &c->fsql;
     ck_wbuf_reset(w);
@@ -1486,7 +1448,7 @@ static int write_sealed(ck_columnar_t *c, ctopic_t *t, csealed_t *x)
     parquet_options(w, t);
     int rc = w->err ? CK_ENOMEM : run_conn(c->fconn, sql_cstr(w));
     struct stat st;
-    if (!rc && (fsync_path(tmp, false) || stat(tmp, &st) || rename(tmp, path) || fsync_path(dir, true)))
+    if (!rc && (ck_fsync_path(tmp, false) || stat(tmp, &st) || rename(tmp, path) || ck_fsync_path(dir, true)))
         rc = CK_EIO;
     if (rc) {
         unlink(tmp);
@@ -1834,7 +1796,7 @@ static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
     if (!rc && t->ncols == 0)
         seed_schema(t, ck_kvs_get(&it->configs, "columnar.json_schema"));
     if (!rc)
-        rc = mkdirs(t->dir);
+        rc = ck_mkdirs(t->dir);
     if (!rc)
         remove_orphans(t, "", 0);
     /* files whose partition no longer exists cannot be: partitions only grow */
@@ -2002,7 +1964,7 @@ static void op_drop(void *cap, ck_idx_topic_t *it)
     close_appenders(t);
     chunk_drop(t);
     drop_sql_objects(c, t);
-    rmtree(t->dir);
+    ck_rmtree(t->dir);
     unpublish(c, t->name);
     CK_INFO("columnar", "%s: SQL tables and Parquet files removed", t->name);
     topic_free(t);
@@ -2054,7 +2016,7 @@ int ck_columnar_new(const ck_columnar_config_t *cfg, duckdb_database db, ck_colu
     ck_jscan_init(&c->js);
     pthread_mutex_init(&c->fmu, NULL);
     pthread_cond_init(&c->fcv, NULL);
-    if (mkdirs(c->dir) || duckdb_connect(db, &c->conn) == DuckDBError ||
+    if (ck_mkdirs(c->dir) || duckdb_connect(db, &c->conn) == DuckDBError ||
         duckdb_connect(db, &c->fconn) == DuckDBError) {
         ck_columnar_free(c);
         return CK_EIO;

@@ -33,6 +33,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/fs.h"
 #include "core/jsonw.h"
 
 #define DEFAULT_LIMIT 1000
@@ -177,24 +178,15 @@ static bool wd_del(watch_t *e)
 
 static int mkdir_p(const char *path, char *err, int errlen)
 {
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof(buf)) {
+    int rc = ck_mkdirs(path);
+    if (rc == CK_ETOOBIG) {
         copy_msg(err, errlen > 0 ? (size_t)errlen : 0, "allowed_dir is too long");
         return CK_EINVAL;
     }
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0)
-            continue;
-        char c = buf[i];
-        buf[i] = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-            if (err && errlen > 0)
-                snprintf(err, (size_t)errlen, "cannot create %s: %s", buf, strerror(errno));
-            return CK_EIO;
-        }
-        buf[i] = c;
+    if (rc) {
+        if (err && errlen > 0)
+            snprintf(err, (size_t)errlen, "cannot create %s: %s", path, strerror(errno));
+        return CK_EIO;
     }
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {

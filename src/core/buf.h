@@ -263,4 +263,23 @@ static inline uint64_t ck_get_u64(const uint8_t *p)
 }
 static inline uint16_t ck_get_u16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 
+/* Little-endian 32-bit integers (our own on-disk search formats; Kafka is big-endian). */
+static inline uint32_t ck_get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline void ck_put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+static inline void ck_wr_le32(ck_wbuf_t *w, uint32_t v)
+{
+    uint8_t b[4];
+    ck_put_le32(b, v);
+    ck_wr_bytes(w, b, 4);
+}
+
 #endif

@@ -30,6 +30,7 @@
 #include "core/alloc.h"
 #include "core/crc32c.h"
 #include "core/err.h"
+#include "core/fs.h"
 #include "core/logging.h"
 
 struct ck_topics {
@@ -63,40 +64,6 @@ bool ck_topic_name_valid(const char *name, int len, const char **why)
         }
     }
     return true;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return ck_from_errno(errno);
-    int rc = fsync(fd) < 0 ? ck_from_errno(errno) : 0;
-    close(fd);
-    return rc;
-}
-
-static int mkdirs(const char *path)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-                return ck_from_errno(errno);
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return ck_from_errno(errno);
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    return (flag == FTW_DP ? rmdir(path) : unlink(path)) < 0 ? -1 : 0;
 }
 
 static const char *canonical(const char *key)
@@ -187,7 +154,7 @@ static int write_meta(ck_topics_t *ts, const ck_topic_t *t)
         if (!rc && rename(tmp, path) < 0)
             rc = ck_from_errno(errno);
         if (!rc)
-            rc = fsync_dir(ts->meta_dir);
+            rc = ck_fsync_path(ts->meta_dir, true);
         if (rc)
             unlink(tmp);
     }
@@ -312,7 +279,7 @@ int ck_topics_open(const char *data_dir, ck_log_t *log, const ck_topic_defaults_
     ts->meta_dir = ck_strdup(path);
     ts->log = log;
     ts->defs = *defs;
-    int rc = mkdirs(path);
+    int rc = ck_mkdirs(path);
     if (rc) {
         ck_topics_close(ts);
         return rc;
@@ -372,7 +339,7 @@ int ck_topics_open(const char *data_dir, ck_log_t *log, const ck_topic_defaults_
             char victim[4400];
             snprintf(victim, sizeof(victim), "%s/%s", path, de->d_name);
             CK_WARN("topics", "removing %s: it belongs to no topic", victim);
-            if (nftw(victim, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+            if (ck_rmtree(victim) != 0)
                 CK_WARN("topics", "could not remove %s: %s", victim, strerror(errno));
         }
         closedir(d);
@@ -493,7 +460,7 @@ int ck_topics_delete(ck_topics_t *ts, ck_topic_t *t)
     snprintf(path, sizeof(path), "%s/%s.topic", ts->meta_dir, t->name);
     if (unlink(path) < 0 && errno != ENOENT)
         return ck_from_errno(errno);
-    fsync_dir(ts->meta_dir);
+    ck_fsync_path(ts->meta_dir, true);
     for (int32_t p = 0; p < t->npart; p++)
         if (t->parts[p])
             ck_log_partition_drop(ts->log, t->parts[p]);

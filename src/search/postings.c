@@ -59,17 +59,6 @@
 #define VERSION 1
 #define FLAG_POSITIONS 0x01
 
-static inline uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 static inline uint32_t f2u(float f)
 {
     uint32_t u;
@@ -81,12 +70,6 @@ static inline float u2f(uint32_t u)
     float f;
     memcpy(&f, &u, 4);
     return f;
-}
-static inline void wr_le32(ck_wbuf_t *w, uint32_t v)
-{
-    uint8_t b[4];
-    put_le32(b, v);
-    ck_wr_bytes(w, b, 4);
 }
 static inline unsigned bits_for(uint32_t v)
 {
@@ -107,7 +90,7 @@ static void pack128(ck_wbuf_t *out, const uint32_t *v, unsigned w)
         acc |= (uint64_t)v[i] << have;
         have += w;
         if (have >= 32) {
-            put_le32(p, (uint32_t)acc);
+            ck_put_le32(p, (uint32_t)acc);
             p += 4;
             acc >>= 32;
             have -= 32;
@@ -126,7 +109,7 @@ static inline __attribute__((always_inline)) void unpack128_w(const uint8_t *in,
     unsigned have = 0;
     for (int i = 0; i < BLK; i++) {
         if (have < w) {
-            acc |= (uint64_t)le32(in) << have;
+            acc |= (uint64_t)ck_get_le32(in) << have;
             in += 4;
             have += 32;
         }
@@ -144,7 +127,7 @@ static void unpack128(const uint8_t *in, uint32_t *out, unsigned w)
         return;
     case 32:
         for (int i = 0; i < BLK; i++)
-            out[i] = le32(in + 4 * i);
+            out[i] = ck_get_le32(in + 4 * i);
         return;
 #define W(n)                                                                                       \
     case n:                                                                                        \
@@ -215,10 +198,10 @@ void ck_postings_writer_free(ck_postings_writer_t *w)
 static void flush_block(ck_postings_writer_t *w)
 {
     uint32_t n = w->pw_n, prev = w->pw_prev;
-    wr_le32(&w->pw_skips, w->pw_docs[n - 1]);
-    wr_le32(&w->pw_skips, (uint32_t)w->pw_data.len);
-    wr_le32(&w->pw_skips, w->pw_pos_off);
-    wr_le32(&w->pw_skips, f2u(w->pw_bmax));
+    ck_wr_le32(&w->pw_skips, w->pw_docs[n - 1]);
+    ck_wr_le32(&w->pw_skips, (uint32_t)w->pw_data.len);
+    ck_wr_le32(&w->pw_skips, w->pw_pos_off);
+    ck_wr_le32(&w->pw_skips, f2u(w->pw_bmax));
     if (n == BLK) {
         uint32_t g[BLK], f[BLK], gor = 0, f_or = 0;
         for (uint32_t i = 0; i < BLK; i++) {
@@ -305,10 +288,10 @@ int ck_postings_writer_finish(ck_postings_writer_t *w, ck_wbuf_t *out)
     d[4] = VERSION;
     d[5] = w->pw_positions ? FLAG_POSITIONS : 0;
     d[6] = d[7] = 0;
-    put_le32(d + 8, w->pw_count);
-    put_le32(d + 12, (uint32_t)w->pw_data.len);
-    put_le32(d + 16, (uint32_t)w->pw_pos.len);
-    put_le32(d + 20, f2u(w->pw_max));
+    ck_put_le32(d + 8, w->pw_count);
+    ck_put_le32(d + 12, (uint32_t)w->pw_data.len);
+    ck_put_le32(d + 16, (uint32_t)w->pw_pos.len);
+    ck_put_le32(d + 20, f2u(w->pw_max));
     uint8_t *s = d + HDR;
     if (w->pw_skips.len)
         memcpy(s, w->pw_skips.data, w->pw_skips.len);
@@ -317,8 +300,8 @@ int ck_postings_writer_finish(ck_postings_writer_t *w, ck_wbuf_t *out)
         memcpy(dd, w->pw_data.data, w->pw_data.len);
     if (w->pw_pos.len)
         memcpy(dd + w->pw_data.len, w->pw_pos.data, w->pw_pos.len);
-    put_le32(d + 24, ck_crc32c(0, dd, w->pw_data.len + w->pw_pos.len));
-    put_le32(d + 28, ck_crc32c(ck_crc32c(0, d, 28), s, w->pw_skips.len));
+    ck_put_le32(d + 24, ck_crc32c(0, dd, w->pw_data.len + w->pw_pos.len));
+    ck_put_le32(d + 28, ck_crc32c(ck_crc32c(0, d, 28), s, w->pw_skips.len));
     out->len += total;
     writer_reset(w);
     return 0;
@@ -332,7 +315,7 @@ static inline const uint8_t *skip_at(const ck_postings_t *c, uint32_t b)
 }
 static inline uint32_t skip_last(const ck_postings_t *c, uint32_t b)
 {
-    return le32(skip_at(c, b));
+    return ck_get_le32(skip_at(c, b));
 }
 static inline uint32_t blk_docs(const ck_postings_t *c, uint32_t b)
 {
@@ -340,11 +323,11 @@ static inline uint32_t blk_docs(const ck_postings_t *c, uint32_t b)
 }
 static inline uint32_t data_end(const ck_postings_t *c, uint32_t b)
 {
-    return b + 1 < c->pl_nblocks ? le32(skip_at(c, b + 1) + 4) : c->pl_data_len;
+    return b + 1 < c->pl_nblocks ? ck_get_le32(skip_at(c, b + 1) + 4) : c->pl_data_len;
 }
 static inline uint32_t pos_end(const ck_postings_t *c, uint32_t b)
 {
-    return b + 1 < c->pl_nblocks ? le32(skip_at(c, b + 1) + 8) : c->pl_pos_len;
+    return b + 1 < c->pl_nblocks ? ck_get_le32(skip_at(c, b + 1) + 8) : c->pl_pos_len;
 }
 
 static void exhaust(ck_postings_t *c)
@@ -366,7 +349,7 @@ static uint32_t fail(ck_postings_t *c, int err)
 static int decode_block(ck_postings_t *c, uint32_t b)
 {
     const uint8_t *s = skip_at(c, b);
-    uint32_t off = le32(s + 4), end = data_end(c, b), n = blk_docs(c, b);
+    uint32_t off = ck_get_le32(s + 4), end = data_end(c, b), n = blk_docs(c, b);
     const uint8_t *p = c->pl_data + off, *e = c->pl_data + end;
     uint64_t next = b ? (uint64_t)skip_last(c, b - 1) + 1 : 0; /* prev + 1 */
     if (n == BLK) {
@@ -410,7 +393,7 @@ static int decode_block(ck_postings_t *c, uint32_t b)
     c->pl_i = 0;
     c->pl_doc = c->pl_docs[0];
     c->pl_pos_i = 0;
-    c->pl_pos_p = c->pl_pos ? c->pl_pos + le32(s + 8) : NULL;
+    c->pl_pos_p = c->pl_pos ? c->pl_pos + ck_get_le32(s + 8) : NULL;
     return 0;
 }
 
@@ -422,7 +405,7 @@ static int open_struct(const uint8_t *p, size_t n, ck_postings_t *c)
         return CK_ETRUNC;
     if (memcmp(p, "CKPL", 4) != 0 || p[4] != VERSION || (p[5] & ~FLAG_POSITIONS) || p[6] || p[7])
         return CK_ECORRUPT;
-    uint32_t count = le32(p + 8), dlen = le32(p + 12), plen = le32(p + 16);
+    uint32_t count = ck_get_le32(p + 8), dlen = ck_get_le32(p + 12), plen = ck_get_le32(p + 16);
     bool has_pos = p[5] & FLAG_POSITIONS;
     uint32_t nb = (uint32_t)(((uint64_t)count + BLK - 1) / BLK);
     uint64_t total = (uint64_t)HDR + (uint64_t)nb * SKIP + dlen + plen;
@@ -431,7 +414,7 @@ static int open_struct(const uint8_t *p, size_t n, ck_postings_t *c)
     if (n > total)
         return CK_ECORRUPT;
     const uint8_t *s = p + HDR;
-    if (ck_crc32c(ck_crc32c(0, p, 28), s, (size_t)nb * SKIP) != le32(p + 28))
+    if (ck_crc32c(ck_crc32c(0, p, 28), s, (size_t)nb * SKIP) != ck_get_le32(p + 28))
         return CK_ECORRUPT;
     if (count == 0 || (!has_pos && plen))
         return CK_ECORRUPT;
@@ -442,14 +425,14 @@ static int open_struct(const uint8_t *p, size_t n, ck_postings_t *c)
     c->pl_nblocks = nb;
     c->pl_data_len = dlen;
     c->pl_pos_len = plen;
-    c->pl_max = u2f(le32(p + 20));
+    c->pl_max = u2f(ck_get_le32(p + 20));
 
     uint64_t prev = (uint64_t)-1; /* last doc of the previous block, as prev + 1 == 0 */
     uint32_t poff = 0;
     float mx = 0;
     for (uint32_t b = 0; b < nb; b++, s += SKIP) {
-        uint32_t last = le32(s), off = le32(s + 4), po = le32(s + 8);
-        float bm = u2f(le32(s + 12));
+        uint32_t last = ck_get_le32(s), off = ck_get_le32(s + 4), po = ck_get_le32(s + 8);
+        float bm = u2f(ck_get_le32(s + 12));
         /* room for this block's docs: last >= prev + n, and last <= 2^32 - 2 */
         if (last > CK_POSTINGS_MAX_DOC || (uint64_t)last < prev + blk_docs(c, b))
             return CK_ECORRUPT;
@@ -487,7 +470,7 @@ int ck_postings_verify(const uint8_t *p, size_t n)
     int rc = open_struct(p, n, &c);
     if (rc)
         return rc;
-    if (ck_crc32c(0, c.pl_data, (size_t)c.pl_data_len + c.pl_pos_len) != le32(p + 24))
+    if (ck_crc32c(0, c.pl_data, (size_t)c.pl_data_len + c.pl_pos_len) != ck_get_le32(p + 24))
         return CK_ECORRUPT;
     for (uint32_t b = 0; b < c.pl_nblocks; b++) {
         if ((rc = decode_block(&c, b)))
@@ -595,7 +578,7 @@ int ck_postings_positions(ck_postings_t *c, uint32_t *out, uint32_t cap)
     const uint8_t *e = c->pl_pos + pos_end(c, c->pl_blk);
     if (c->pl_pos_i > i) {
         c->pl_pos_i = 0;
-        c->pl_pos_p = c->pl_pos + le32(skip_at(c, c->pl_blk) + 8);
+        c->pl_pos_p = c->pl_pos + ck_get_le32(skip_at(c, c->pl_blk) + 8);
     }
     const uint8_t *q = c->pl_pos_p;
     /* skip the positions of the docs in between: every varint ends in a byte < 0x80 */

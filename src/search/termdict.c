@@ -56,34 +56,6 @@
 #define SLOT 8
 #define VERSION 1
 
-static inline uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-static inline void wr_le32(ck_wbuf_t *w, uint32_t v)
-{
-    uint8_t b[4];
-    put_le32(b, v);
-    ck_wr_bytes(w, b, 4);
-}
-static inline void wr_uvarint(ck_wbuf_t *w, uint64_t v)
-{
-    uint8_t b[10];
-    size_t n = 0;
-    while (v >= 0x80) {
-        b[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    b[n++] = (uint8_t)v;
-    ck_wr_bytes(w, b, n);
-}
 
 /* memcmp order, shorter first on a tie. */
 static int term_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
@@ -123,8 +95,8 @@ int ck_termdict_writer_add(ck_termdict_writer_t *w, const void *term, size_t len
     size_t shared = 0;
     if (w->tw_count % BLK == 0) {
         /* Sizes were checked after the previous add, so the offsets fit in 32 bits. */
-        wr_le32(&w->tw_slots, (uint32_t)w->tw_blocks.len);
-        wr_le32(&w->tw_slots, (uint32_t)w->tw_keys.len);
+        ck_wr_le32(&w->tw_slots, (uint32_t)w->tw_blocks.len);
+        ck_wr_le32(&w->tw_slots, (uint32_t)w->tw_keys.len);
         ck_wr_u8(&w->tw_keys, (uint8_t)len);
         ck_wr_bytes(&w->tw_keys, t, len);
     } else {
@@ -135,8 +107,8 @@ int ck_termdict_writer_add(ck_termdict_writer_t *w, const void *term, size_t len
     ck_wr_u8(&w->tw_blocks, (uint8_t)shared);
     ck_wr_u8(&w->tw_blocks, (uint8_t)(len - shared));
     ck_wr_bytes(&w->tw_blocks, t + shared, len - shared);
-    wr_uvarint(&w->tw_blocks, value);
-    wr_uvarint(&w->tw_blocks, df);
+    ck_wr_uvarint64(&w->tw_blocks, value);
+    ck_wr_uvarint64(&w->tw_blocks, df);
     if (w->tw_blocks.err || w->tw_slots.err || w->tw_keys.err)
         return w->tw_err = CK_ENOMEM;
     if (w->tw_blocks.len > UINT32_MAX || w->tw_keys.len > UINT32_MAX)
@@ -173,10 +145,10 @@ int ck_termdict_writer_finish(ck_termdict_writer_t *w, ck_wbuf_t *out)
             memcpy(d, "CKTD", 4);
             d[4] = VERSION;
             d[5] = BLK;
-            put_le32(d + 8, w->tw_count);
-            put_le32(d + 12, nblocks);
-            put_le32(d + 16, (uint32_t)w->tw_blocks.len);
-            put_le32(d + 20, (uint32_t)w->tw_keys.len);
+            ck_put_le32(d + 8, w->tw_count);
+            ck_put_le32(d + 12, nblocks);
+            ck_put_le32(d + 16, (uint32_t)w->tw_blocks.len);
+            ck_put_le32(d + 20, (uint32_t)w->tw_keys.len);
             uint8_t *q = d + HDR;
             if (w->tw_blocks.len)
                 memcpy(q, w->tw_blocks.data, w->tw_blocks.len);
@@ -188,7 +160,7 @@ int ck_termdict_writer_finish(ck_termdict_writer_t *w, ck_wbuf_t *out)
                 memcpy(q, w->tw_keys.data, w->tw_keys.len);
             uint32_t crc = ck_crc32c(0, d, 28);
             crc = ck_crc32c(crc, d + HDR, body);
-            put_le32(d + 28, crc);
+            ck_put_le32(d + 28, crc);
             out->len += HDR + body;
         }
     }
@@ -208,12 +180,12 @@ void ck_termdict_writer_free(ck_termdict_writer_t *w)
 
 static inline uint32_t block_off(const ck_termdict_t *td, uint32_t b)
 {
-    return b < td->td_nblocks ? le32(td->td_slots + (size_t)b * SLOT) : td->td_blocks_len;
+    return b < td->td_nblocks ? ck_get_le32(td->td_slots + (size_t)b * SLOT) : td->td_blocks_len;
 }
 /* The block's first term from the key area (validated at open). */
 static inline const uint8_t *block_key(const ck_termdict_t *td, uint32_t b, size_t *len)
 {
-    const uint8_t *k = td->td_keys + le32(td->td_slots + (size_t)b * SLOT + 4);
+    const uint8_t *k = td->td_keys + ck_get_le32(td->td_slots + (size_t)b * SLOT + 4);
     *len = k[0];
     return k + 1;
 }
@@ -252,7 +224,7 @@ static int validate(const ck_termdict_t *td)
         uint32_t start = block_off(td, b), end = block_off(td, b + 1);
         if ((b == 0 && start != 0) || end <= start || end > td->td_blocks_len)
             return CK_ECORRUPT;
-        if (le32(td->td_slots + (size_t)b * SLOT + 4) != koff || koff >= td->td_keys_len)
+        if (ck_get_le32(td->td_slots + (size_t)b * SLOT + 4) != koff || koff >= td->td_keys_len)
             return CK_ECORRUPT;
         uint32_t klen = td->td_keys[koff];
         if (td->td_keys_len - koff - 1 < klen)
@@ -291,10 +263,10 @@ int ck_termdict_open(const uint8_t *p, size_t n, ck_termdict_t *td)
     memset(td, 0, sizeof(*td));
     if (n < HDR)
         return CK_ETRUNC;
-    if (memcmp(p, "CKTD", 4) != 0 || p[4] != VERSION || p[5] != BLK || p[6] || p[7] || le32(p + 24))
+    if (memcmp(p, "CKTD", 4) != 0 || p[4] != VERSION || p[5] != BLK || p[6] || p[7] || ck_get_le32(p + 24))
         return CK_ECORRUPT;
-    uint32_t count = le32(p + 8), nblocks = le32(p + 12);
-    uint32_t dlen = le32(p + 16), klen = le32(p + 20);
+    uint32_t count = ck_get_le32(p + 8), nblocks = ck_get_le32(p + 12);
+    uint32_t dlen = ck_get_le32(p + 16), klen = ck_get_le32(p + 20);
     if (nblocks != (uint32_t)(((uint64_t)count + BLK - 1) / BLK))
         return CK_ECORRUPT;
     uint64_t total = (uint64_t)HDR + dlen + (uint64_t)nblocks * SLOT + klen;
@@ -304,7 +276,7 @@ int ck_termdict_open(const uint8_t *p, size_t n, ck_termdict_t *td)
         return CK_ECORRUPT;
     uint32_t crc = ck_crc32c(0, p, 28);
     crc = ck_crc32c(crc, p + HDR, n - HDR);
-    if (crc != le32(p + 28))
+    if (crc != ck_get_le32(p + 28))
         return CK_ECORRUPT;
 
     ck_termdict_t t = {

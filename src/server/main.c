@@ -23,6 +23,7 @@
 #include "columnar/sql.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/fs.h"
 #include "core/logging.h"
 #include "kafka/broker.h"
 #include "group/offsets.h"
@@ -169,20 +170,6 @@ static int lock_data_dir(const char *dir)
     return fd; /* held until exit */
 }
 
-static int mkdir_p(const char *path)
-{
-    char tmp[1100];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* DuckDB, the columnar capability, the indexer and the HTTP API. */
 static int start_sql(server_t *s)
 {
@@ -193,7 +180,7 @@ static int start_sql(server_t *s)
         return CK_EIO;
     }
     snprintf(dir, sizeof(dir), "%s/columnar", abs);
-    if (mkdir_p(dir) < 0) {
+    if (ck_mkdirs(dir) != 0) {
         CK_ERROR("server", "cannot create %s: %s", dir, strerror(errno));
         return CK_EIO;
     }
@@ -235,7 +222,7 @@ static int start_sql(server_t *s)
 static int run(server_t *s)
 {
     ck_settings_t *c = &s->cfg;
-    if (mkdir_p(c->data_dir) < 0) {
+    if (ck_mkdirs(c->data_dir) != 0) {
         CK_ERROR("server", "cannot create data folder %s: %s", c->data_dir, strerror(errno));
         return 1;
     }
