@@ -53,6 +53,7 @@ PKGS=(
   python3 python3-pytest python3-pytest-timeout
   python3-kafka=2.0.2-3
   python3-confluent-kafka=1.7.0-4
+  python3-xapian=1.4.22-1
   python3-snappy python3-lz4 python3-zstandard
   curl ca-certificates procps iproute2
 )

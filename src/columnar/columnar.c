@@ -575,20 +575,8 @@ static int manifest_write(ctopic_t *t)
     char tmp[1500], fin[1500];
     snprintf(tmp, sizeof(tmp), "%s/MANIFEST.tmp", t->dir);
     snprintf(fin, sizeof(fin), "%s/MANIFEST", t->dir);
-    int rc = CK_EIO;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-        size_t len = strlen(text);
-        ssize_t w = write(fd, text, len);
-        if (w == (ssize_t)len && fsync(fd) == 0)
-            rc = 0;
-        close(fd);
-    }
+    int rc = ck_replace_file(tmp, fin, t->dir, text, strlen(text));
     free(text);
-    if (!rc && rename(tmp, fin) != 0)
-        rc = CK_EIO;
-    if (!rc)
-        rc = ck_fsync_path(t->dir, true);
     return rc;
 }
 

@@ -40,6 +40,42 @@ int ck_fsync_path(const char *path, bool dir)
     return rc;
 }
 
+int ck_write_file_sync(const char *path, const void *data, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return ck_from_errno(errno);
+    const char *p = data;
+    int rc = 0;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = ck_from_errno(errno);
+            break;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    if (!rc && fsync(fd) < 0)
+        rc = ck_from_errno(errno);
+    close(fd);
+    return rc;
+}
+
+int ck_replace_file(const char *tmp, const char *path, const char *dir, const void *data, size_t n)
+{
+    int rc = ck_write_file_sync(tmp, data, n);
+    if (!rc && rename(tmp, path) != 0)
+        rc = ck_from_errno(errno);
+    if (rc) {
+        unlink(tmp);
+        return rc;
+    }
+    return dir ? ck_fsync_path(dir, true) : 0;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;

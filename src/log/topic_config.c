@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <libstemmer.h>
+
 #include "core/alloc.h"
 #include "core/err.h"
 #include "log/topics.h"
@@ -62,6 +64,9 @@ const ck_cfg_def_t ck_topic_cfg_defs[] = {
     {"searchable", CK_CFG_BOOL, "false", 0, 0, NULL, NULL, "Full-text indexing"},
     {"searchable.enabled", CK_CFG_BOOL, NULL, 0, 0, NULL, "searchable", "Alias of searchable"},
     {"searchable.hot.enabled", CK_CFG_BOOL, "true", 0, 0, NULL, NULL, "Near-real-time text index"},
+    {"searchable.refresh.ms", CK_CFG_LONG, "1000", 0, 3600000, NULL, NULL, "Longest delay before indexed records become searchable"},
+    {"searchable.language", CK_CFG_STRING, "english", 0, 0, NULL, NULL, "Snowball stemmer of text fields (none = no stemming)"},
+    {"searchable.stopwords", CK_CFG_BOOL, "true", 0, 0, NULL, NULL, "Drop English stop words from text fields"},
     {"vector.enabled", CK_CFG_BOOL, "false", 0, 0, NULL, NULL, "Embeddings and vector search"},
     {"vector.provider", CK_CFG_ENUM, NULL, 0, 0, provider_values, NULL, "Embedding provider"},
     {"vector.embedding.provider", CK_CFG_ENUM, NULL, 0, 0, provider_values, "vector.provider", "Alias of vector.provider"},
@@ -194,6 +199,14 @@ int ck_topic_cfg_validate(const char *key, const char *value, char *msg, int msg
             strcmp(value, "key") != 0 && strncmp(value, "$.", 2) != 0) {
             snprintf(msg, (size_t)msglen, "Invalid value %s for configuration vector.field: expected value, key or $.json.path", value);
             return CK_EINVAL;
+        }
+        if (strcmp(key, "searchable.language") == 0 && strcasecmp(value, "none") != 0) {
+            struct sb_stemmer *st = sb_stemmer_new(value, NULL);
+            if (!st) {
+                snprintf(msg, (size_t)msglen, "Invalid value %s for configuration searchable.language: expected a Snowball stemmer name (english, porter, german, ...) or none", value);
+                return CK_EINVAL;
+            }
+            sb_stemmer_delete(st);
         }
         if ((strcmp(key, "vector.endpoint") == 0) && strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
             snprintf(msg, (size_t)msglen, "Invalid value %s for configuration %s: expected an http(s) URL", value, key);

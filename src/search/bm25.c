@@ -53,6 +53,24 @@ double ck_bm25_score(double boost, double idf, uint32_t tf, uint32_t dl, double 
     return boost * idf * ck_bm25_tfn(tf, dl, avgdl);
 }
 
+/* Why max(1, a / s) bounds the error of scoring with avgdl a while the stored bound used
+ * avgdl s (same tf, same dl). Write K(x) = k1 * (1 - b + b * dl / x), so tfn under x is
+ * tf * (k1 + 1) / (tf + K(x)), and let r = a / s.
+ *   r <= 1: dl / a >= dl / s, so K(a) >= K(s) and tfn(a) <= tfn(s) <= bound.
+ *   r >  1: with A = tf + k1 * (1 - b) > 0 and B = k1 * b * dl / a >= 0,
+ *           tf + K(a) = A + B and tf + K(s) = A + B * r, so
+ *           tfn(a) / tfn(s) = (A + B * r) / (A + B) <= (A * r + B * r) / (A + B) = r,
+ *           using A <= A * r. Hence tfn(a) <= r * tfn(s) <= r * bound.
+ * Either way tfn(a) <= max(1, r) * bound. The product is formed in double and the pruning
+ * keeps a relative slack, so rounding of the scaled bound cannot push it below a score. */
+double ck_bm25_bound_scale(double avgdl, double seg_avgdl)
+{
+    if (!(avgdl > 0.0) || !(seg_avgdl > 0.0) || !isfinite(avgdl) || !isfinite(seg_avgdl))
+        return 1.0;
+    double r = avgdl / seg_avgdl;
+    return r > 1.0 ? r : 1.0;
+}
+
 float ck_bm25_bound(uint32_t tf, uint32_t dl, double avgdl)
 {
     double t = ck_bm25_tfn(tf, dl, avgdl);
@@ -73,6 +91,8 @@ static int check_terms(const ck_bm25_term_t *terms, size_t nterms)
         if (!t->bt_cur || !(t->bt_weight >= 0.0) || !isfinite(t->bt_weight))
             return CK_EINVAL;
         if (!t->bt_lens && !t->bt_len_fn)
+            return CK_EINVAL;
+        if (t->bt_bound_scale != 0.0 && !(t->bt_bound_scale >= 1.0 && isfinite(t->bt_bound_scale)))
             return CK_EINVAL;
     }
     return 0;
@@ -99,7 +119,35 @@ static double score_doc(const ck_bm25_term_t *terms, uint64_t mask, uint32_t doc
 typedef struct topk {
     ck_bm25_hit_t *tk_h;
     size_t tk_n, tk_k;
+    bool tk_has_min; /* only scores > tk_min enter */
+    double tk_min;
 } topk_t;
+
+static inline double term_scale(const ck_bm25_term_t *t)
+{
+    return t->bt_bound_scale > 0.0 ? t->bt_bound_scale : 1.0;
+}
+
+static inline bool accept_doc(const ck_bm25_opts_t *o, uint32_t doc)
+{
+    return !o || !o->bo_accept || o->bo_accept(o->bo_accept_ctx, doc);
+}
+
+static int check_opts(const ck_bm25_opts_t *o)
+{
+    if (o && o->bo_has_min_score && isnan(o->bo_min_score))
+        return CK_EINVAL;
+    return 0;
+}
+
+static void topk_init(topk_t *t, ck_bm25_hit_t *out, size_t k, const ck_bm25_opts_t *o)
+{
+    *t = (topk_t){out, 0, k, false, 0.0};
+    if (o && o->bo_has_min_score) {
+        t->tk_has_min = true;
+        t->tk_min = o->bo_min_score;
+    }
+}
 
 /* a ranks below b */
 static inline bool hit_worse(const ck_bm25_hit_t *a, const ck_bm25_hit_t *b)
@@ -129,6 +177,8 @@ static void topk_push(topk_t *t, uint32_t doc, double score)
 {
     ck_bm25_hit_t c = {doc, score};
     ck_bm25_hit_t *h = t->tk_h;
+    if (t->tk_has_min && !(score > t->tk_min))
+        return;
     if (t->tk_n < t->tk_k) {
         size_t i = t->tk_n++;
         while (i > 0) {
@@ -148,9 +198,18 @@ static void topk_push(topk_t *t, uint32_t doc, double score)
 /* Could a doc whose score is at most ub enter? */
 static inline bool topk_competitive(const topk_t *t, double ub)
 {
-    if (t->tk_n < t->tk_k)
-        return true;
-    double th = t->tk_h[0].score;
+    double th;
+    if (t->tk_n < t->tk_k) {
+        if (!t->tk_has_min)
+            return true;
+        th = t->tk_min;
+    } else {
+        th = t->tk_h[0].score;
+        if (t->tk_has_min && t->tk_min > th)
+            th = t->tk_min;
+    }
+    if (isinf(th))
+        return th < 0 || ub >= th;
     return ub >= th - fabs(th) * CK__BM25_SLACK;
 }
 
@@ -182,14 +241,24 @@ static int finish(const ck_bm25_term_t *terms, size_t nterms, topk_t *t, size_t 
 int ck_bm25_topk_exhaustive(ck_bm25_term_t *terms, size_t nterms, size_t k, ck_bm25_hit_t *out,
                             size_t *nout, ck_bm25_stats_t *stats)
 {
+    return ck_bm25_topk_exhaustive_ex(terms, nterms, k, NULL, out, nout, stats);
+}
+
+int ck_bm25_topk_exhaustive_ex(ck_bm25_term_t *terms, size_t nterms, size_t k,
+                               const ck_bm25_opts_t *opts, ck_bm25_hit_t *out, size_t *nout,
+                               ck_bm25_stats_t *stats)
+{
     ck_bm25_stats_t st = {0};
     *nout = 0;
     int rc = check_terms(terms, nterms);
+    if (!rc)
+        rc = check_opts(opts);
     if (rc)
         return rc;
     if (k == 0 || nterms == 0)
         goto done;
-    topk_t t = {out, 0, k};
+    topk_t t;
+    topk_init(&t, out, k, opts);
     for (;;) {
         uint32_t doc = CK_POSTINGS_END;
         uint64_t mask = 0;
@@ -204,8 +273,10 @@ int ck_bm25_topk_exhaustive(ck_bm25_term_t *terms, size_t nterms, size_t k, ck_b
         }
         if (doc == CK_POSTINGS_END)
             break;
-        topk_push(&t, doc, score_doc(terms, mask, doc));
-        st.bs_scored++;
+        if (accept_doc(opts, doc)) {
+            topk_push(&t, doc, score_doc(terms, mask, doc));
+            st.bs_scored++;
+        }
         for (uint64_t m = mask; m; m &= m - 1) {
             ck_postings_next(terms[__builtin_ctzll(m)].bt_cur);
             st.bs_advances++;
@@ -247,17 +318,27 @@ static void wand_sift(wand_t *w, size_t i)
 int ck_bm25_topk_wand(ck_bm25_term_t *terms, size_t nterms, size_t k, ck_bm25_hit_t *out,
                       size_t *nout, ck_bm25_stats_t *stats)
 {
+    return ck_bm25_topk_wand_ex(terms, nterms, k, NULL, out, nout, stats);
+}
+
+int ck_bm25_topk_wand_ex(ck_bm25_term_t *terms, size_t nterms, size_t k, const ck_bm25_opts_t *opts,
+                         ck_bm25_hit_t *out, size_t *nout, ck_bm25_stats_t *stats)
+{
     ck_bm25_stats_t st = {0};
     *nout = 0;
     int rc = check_terms(terms, nterms);
+    if (!rc)
+        rc = check_opts(opts);
     if (rc)
         return rc;
     if (k == 0 || nterms == 0)
         goto done;
-    topk_t t = {out, 0, k};
+    topk_t t;
+    topk_init(&t, out, k, opts);
     wand_t w = {.w_terms = terms, .w_n = nterms};
     for (size_t i = 0; i < nterms; i++) {
-        w.w_ub[i] = terms[i].bt_weight * (double)ck_postings_max_score(terms[i].bt_cur);
+        w.w_ub[i] = terms[i].bt_weight * term_scale(&terms[i]) *
+                    (double)ck_postings_max_score(terms[i].bt_cur);
         w.w_ord[i] = (uint8_t)i;
         /* insertion sort by doc */
         for (size_t j = i; j > 0 && wdoc(&w, j - 1) > wdoc(&w, j); j--) {
@@ -293,7 +374,7 @@ int ck_bm25_topk_wand(ck_bm25_term_t *terms, size_t nterms, size_t k, ck_bm25_hi
             ck_bm25_term_t *tm = &terms[w.w_ord[i]];
             if (ck_postings_block_last_doc(tm->bt_cur) < pivot)
                 ck_postings_shallow_advance(tm->bt_cur, pivot);
-            bub += tm->bt_weight * (double)ck_postings_block_max(tm->bt_cur);
+            bub += tm->bt_weight * term_scale(tm) * (double)ck_postings_block_max(tm->bt_cur);
         }
 
         if (topk_competitive(&t, bub)) {
@@ -302,8 +383,10 @@ int ck_bm25_topk_wand(ck_bm25_term_t *terms, size_t nterms, size_t k, ck_bm25_hi
                 uint64_t mask = 0;
                 for (size_t i = 0; i <= p; i++)
                     mask |= 1ull << w.w_ord[i];
-                topk_push(&t, pivot, score_doc(terms, mask, pivot));
-                st.bs_scored++;
+                if (accept_doc(opts, pivot)) {
+                    topk_push(&t, pivot, score_doc(terms, mask, pivot));
+                    st.bs_scored++;
+                }
                 for (size_t i = 0; i <= p; i++) {
                     ck_postings_next(terms[w.w_ord[i]].bt_cur);
                     st.bs_advances++;

@@ -23,6 +23,7 @@
 #ifndef CK_SEARCH_BM25_H
 #define CK_SEARCH_BM25_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -48,6 +49,11 @@ double ck_bm25_score(double boost, double idf, uint32_t tf, uint32_t dl, double 
  * (so (double)bound >= tfn exactly, never below it through rounding). */
 float ck_bm25_bound(uint32_t tf, uint32_t dl, double avgdl);
 
+/* The bound scale for scoring with avgdl while the stored bounds used seg_avgdl:
+ * max(1, avgdl / seg_avgdl) (1 when either is <= 0 or not finite). Proof that
+ * tfn(tf, dl, avgdl) <= scale * tfn(tf, dl, seg_avgdl) <= scale * bound: see bm25.c. */
+double ck_bm25_bound_scale(double avgdl, double seg_avgdl);
+
 /* One query term: an open cursor and how to score it. */
 typedef struct ck_bm25_term {
     ck_postings_t *bt_cur;   /* open (ck_postings_open()), not yet advanced; the search
@@ -58,6 +64,11 @@ typedef struct ck_bm25_term {
                                 (the one the bounds used), or NULL: */
     uint32_t (*bt_len_fn)(void *ctx, uint32_t doc); /* used when bt_lens is NULL */
     void *bt_len_ctx;
+    /* Multiplies the list's and blocks' stored maxima in WAND; 0 means 1. Needed when
+     * bt_avgdl (the avgdl the search scores with, e.g. one averaged over several segments)
+     * differs from the avgdl the stored bounds were computed with (the segment's own,
+     * avg_s): ck_bm25_bound_scale(bt_avgdl, avg_s) keeps every bound above the score. */
+    double bt_bound_scale;
 } ck_bm25_term_t;
 
 typedef struct ck_bm25_hit {
@@ -85,5 +96,29 @@ int ck_bm25_topk_wand(ck_bm25_term_t *terms, size_t nterms, size_t k, ck_bm25_hi
 /* Same contract and results; scores every doc of every list. */
 int ck_bm25_topk_exhaustive(ck_bm25_term_t *terms, size_t nterms, size_t k, ck_bm25_hit_t *out,
                             size_t *nout, ck_bm25_stats_t *stats);
+
+/* Options of the _ex variants; a zeroed struct (or NULL) means none. */
+typedef struct ck_bm25_opts {
+    /* Called on a candidate doc (in increasing doc order, each doc at most once) before it
+     * is scored and may enter the top k; false drops it (filters, deleted or expired docs).
+     * NULL accepts every doc. Must not touch the cursors. */
+    bool (*bo_accept)(void *ctx, uint32_t doc);
+    void *bo_accept_ctx;
+    /* With bo_has_min_score, only docs scoring strictly above bo_min_score are collected,
+     * and WAND prunes with it from the start (a multi-segment search passes the k-th score
+     * of the segments searched before). */
+    bool bo_has_min_score;
+    double bo_min_score;
+} ck_bm25_opts_t;
+
+/* ck_bm25_topk_wand() / ck_bm25_topk_exhaustive() with options (opts may be NULL). Same
+ * contract; both still return the same hits with bit-identical scores, accept and
+ * min_score applied. bs_scored counts only accepted docs. CK_EINVAL also for a NaN
+ * bo_min_score. */
+int ck_bm25_topk_wand_ex(ck_bm25_term_t *terms, size_t nterms, size_t k, const ck_bm25_opts_t *opts,
+                         ck_bm25_hit_t *out, size_t *nout, ck_bm25_stats_t *stats);
+int ck_bm25_topk_exhaustive_ex(ck_bm25_term_t *terms, size_t nterms, size_t k,
+                               const ck_bm25_opts_t *opts, ck_bm25_hit_t *out, size_t *nout,
+                               ck_bm25_stats_t *stats);
 
 #endif

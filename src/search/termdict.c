@@ -56,7 +56,6 @@
 #define SLOT 8
 #define VERSION 1
 
-
 /* memcmp order, shorter first on a tie. */
 static int term_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 {
@@ -263,7 +262,8 @@ int ck_termdict_open(const uint8_t *p, size_t n, ck_termdict_t *td)
     memset(td, 0, sizeof(*td));
     if (n < HDR)
         return CK_ETRUNC;
-    if (memcmp(p, "CKTD", 4) != 0 || p[4] != VERSION || p[5] != BLK || p[6] || p[7] || ck_get_le32(p + 24))
+    if (memcmp(p, "CKTD", 4) != 0 || p[4] != VERSION || p[5] != BLK || p[6] || p[7] ||
+        ck_get_le32(p + 24))
         return CK_ECORRUPT;
     uint32_t count = ck_get_le32(p + 8), nblocks = ck_get_le32(p + 12);
     uint32_t dlen = ck_get_le32(p + 16), klen = ck_get_le32(p + 20);

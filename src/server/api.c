@@ -12,30 +12,10 @@
 #include "core/err.h"
 #include "core/logging.h"
 #include "http/http.h"
+#include "server/api_int.h"
 #include "server/metrics.h"
 
-#define POOL_MAX 16
 #define MAX_WAIT_MS 60000
-
-typedef struct call {
-    struct call *next;
-    void (*fn)(ck_api_t *a, void *arg);
-    void *arg;
-    bool done;
-} call_t;
-
-struct ck_api {
-    ck_api_deps_t d;
-    ck_http_t *http;
-    ck_wakeup_t wk;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    call_t *head, *tail;
-    bool closed;
-    pthread_mutex_t pmu;
-    duckdb_connection pool[POOL_MAX];
-    int npool;
-};
 
 /* ---------------------------------------------------------------- loop calls */
 
@@ -62,7 +42,7 @@ static void on_calls(ck_wakeup_t *wk)
 }
 
 /* Runs fn(a, arg) on the loop thread and waits for it. CK_ECLOSED when shutting down. */
-static int loop_call(ck_api_t *a, void (*fn)(ck_api_t *, void *), void *arg)
+int ck__api_loop_call(ck_api_t *a, void (*fn)(ck_api_t *, void *), void *arg)
 {
     call_t c = {NULL, fn, arg, false};
     pthread_mutex_lock(&a->mu);
@@ -301,14 +281,17 @@ static void do_get(ck_api_t *a, void *arg);
  * (bounded), so that a client's next request finds the tables. True if it waited. */
 static bool wait_capabilities(ck_api_t *a, const char *topic)
 {
-    return ck_indexer_wait_ready(a->d.indexer, "columnar", topic, ck_mono_ms() + 5000) != CK_ENOENT;
+    int64_t deadline = ck_mono_ms() + 5000;
+    bool col = ck_indexer_wait_ready(a->d.indexer, "columnar", topic, deadline) != CK_ENOENT;
+    bool srch = ck_indexer_wait_ready(a->d.indexer, "searchable", topic, deadline) != CK_ENOENT;
+    return col || srch;
 }
 
 static void refresh_description(ck_api_t *a, topic_op_t *op)
 {
     json_t *old = op->out;
     op->out = NULL;
-    if (loop_call(a, do_get, op) != 0 || !op->out) {
+    if (ck__api_loop_call(a, do_get, op) != 0 || !op->out) {
         op->out = old;
         return;
     }
@@ -344,7 +327,7 @@ static void h_topics_create(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
         topic_op_t op = {json_string_value(name),
                          parts && json_is_integer(parts) ? (int32_t)json_integer_value(parts) : a->d.default_partitions,
                          json_is_object(cfg) ? cfg : NULL};
-        if (!unavailable(a, loop_call(a, do_create, &op), resp)) {
+        if (!unavailable(a, ck__api_loop_call(a, do_create, &op), resp)) {
             if (op.out && wait_capabilities(a, op.name))
                 refresh_description(a, &op);
             if (op.out)
@@ -370,7 +353,7 @@ static void h_topics_list(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 {
     ck_api_t *a = ud;
     topic_op_t op = {0};
-    if (!unavailable(a, loop_call(a, do_list, &op), resp))
+    if (!unavailable(a, ck__api_loop_call(a, do_list, &op), resp))
         ck_http_resp_json(resp, 200, op.out);
 }
 
@@ -391,7 +374,7 @@ static void h_topic_get(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 {
     ck_api_t *a = ud;
     topic_op_t op = {ck_http_param(req, 0)};
-    if (unavailable(a, loop_call(a, do_get, &op), resp))
+    if (unavailable(a, ck__api_loop_call(a, do_get, &op), resp))
         return;
     if (op.out)
         ck_http_resp_json(resp, 200, op.out);
@@ -421,7 +404,7 @@ static void h_topic_delete(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 {
     ck_api_t *a = ud;
     topic_op_t op = {ck_http_param(req, 0)};
-    if (unavailable(a, loop_call(a, do_delete, &op), resp))
+    if (unavailable(a, ck__api_loop_call(a, do_delete, &op), resp))
         return;
     if (op.status == 404)
         not_found(resp, op.name);
@@ -489,7 +472,7 @@ static void h_topic_config(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
         return;
     }
     topic_op_t op = {ck_http_param(req, 0), 0, cfg};
-    if (!unavailable(a, loop_call(a, do_alter, &op), resp)) {
+    if (!unavailable(a, ck__api_loop_call(a, do_alter, &op), resp)) {
         if (op.out && wait_capabilities(a, op.name))
             refresh_description(a, &op);
         if (op.status == 404)
@@ -508,7 +491,7 @@ static void h_health(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 {
     ck_http_resp_json(resp, 200,
                       json_pack("{s:s,s:s,s:b,s:b,s:b,s:b}", "status", "ok", "version", CK_VERSION, "sql_enabled", 1,
-                                "vector_enabled", 0, "search_enabled", 0, "admin_enabled", 0));
+                                "vector_enabled", 0, "search_enabled", 1, "admin_enabled", 0));
 }
 
 void ck_api_metrics(void *arg, ck_wbuf_t *out)
@@ -533,7 +516,7 @@ static void h_metrics(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 {
     ck_api_t *a = ud;
     metrics_op_t m = {CK_WBUF_INIT};
-    if (unavailable(a, loop_call(a, do_metrics, &m), resp)) {
+    if (unavailable(a, ck__api_loop_call(a, do_metrics, &m), resp)) {
         ck_wbuf_free(&m.out);
         return;
     }
@@ -865,6 +848,8 @@ int ck_api_start(const ck_api_deps_t *deps, const char *bind, int port, size_t m
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !rc; i++)
         rc = ck_http_route(a->http, routes[i].method, routes[i].path, routes[i].fn, a);
     if (!rc)
+        rc = ck__search_routes(a, a->http);
+    if (!rc)
         rc = ck_http_start(a->http, bound_port, msg);
     if (rc) {
         ck_http_free(a->http);
@@ -883,6 +868,7 @@ void ck_api_stop(ck_api_t *a)
     ck_api_close_calls(a);
     ck_http_stop(a->http);
     ck_http_free(a->http);
+    ck__search_routes_free(a);
     for (int i = 0; i < a->npool; i++)
         duckdb_disconnect(&a->pool[i]);
     ck_wakeup_close(a->d.loop, &a->wk);

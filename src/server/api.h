@@ -11,7 +11,10 @@
 #include "columnar/sql.h"
 #include "index/indexer.h"
 #include "kafka/broker.h"
+#include "log/log.h"
 #include "log/topics.h"
+#include "search/restidx.h"
+#include "search/sindex.h"
 #include "net/loop.h"
 
 typedef struct ck_api ck_api_t;
@@ -23,6 +26,9 @@ typedef struct ck_api_deps {
     ck_indexer_t *indexer;
     ck_columnar_t *columnar;
     ck_sql_db_t *sql;
+    ck_sidx_t *search;
+    ck_restidx_set_t *rest; /* REST-created indexes (PUT /{index}) */
+    ck_log_t *log; /* for _source: records are read from the log (on the loop) */
     int default_partitions;
     int64_t query_timeout_ms; /* default timeout_secs of /_sql */
 } ck_api_deps_t;

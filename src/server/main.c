@@ -31,6 +31,7 @@
 #include "log/log.h"
 #include "log/topics.h"
 #include "net/loop.h"
+#include "search/sindex.h"
 #include "server/api.h"
 #include "server/config.h"
 #include "server/metrics.h"
@@ -51,6 +52,8 @@ typedef struct server {
     ck_metrics_t *metrics;
     ck_sql_db_t *sql;
     ck_columnar_t *columnar;
+    ck_sidx_t *search;
+    ck_restidx_set_t *rest;
     ck_indexer_t *indexer;
     ck_api_t *api;
     ck_wakeup_t durable;
@@ -138,6 +141,10 @@ static void close_parts(server_t *s)
     s->indexer = NULL;
     ck_columnar_free(s->columnar);
     s->columnar = NULL;
+    ck_sidx_free(s->search);
+    s->search = NULL;
+    ck_restidx_close(s->rest);
+    s->rest = NULL;
     ck_sql_db_close(s->sql);
     s->sql = NULL;
     ck_metrics_stop(s->metrics);
@@ -200,14 +207,25 @@ static int start_sql(server_t *s)
         ck_indexer_set_kick(s->indexer, on_kick_thread, &s->kick);
         rc = ck_indexer_add(s->indexer, &ck_columnar_ops, s->columnar);
     }
+    if (!rc) {
+        snprintf(dir, sizeof(dir), "%s/search", abs);
+        ck_sidx_config_t sc = {dir, c->search_flush_ms, 64u << 20};
+        rc = ck_sidx_new(&sc, &s->search);
+        if (!rc)
+            rc = ck_indexer_add(s->indexer, &ck_sidx_ops, s->search);
+    }
+    if (!rc) {
+        snprintf(dir, sizeof(dir), "%s/rest_indexes", abs);
+        rc = ck_restidx_open(dir, &s->rest);
+    }
     if (rc) {
         CK_ERROR("server", "cannot start the indexer: %s", ck_strerror(rc));
         return rc;
     }
     ck_timer_init(&s->index_timer, on_index_timer, s);
     ck_timer_start(s->loop, &s->index_timer, ck_mono_ms());
-    ck_api_deps_t d = {s->loop, s->broker, s->topics, s->indexer, s->columnar, s->sql, c->default_partitions,
-                       c->query_timeout_secs * 1000};
+    ck_api_deps_t d = {s->loop,     s->broker, s->topics, s->indexer, s->columnar, s->sql, s->search, s->rest, s->log,
+                       c->default_partitions, c->query_timeout_secs * 1000};
     const char *msg = "";
     int port = 0;
     rc = ck_api_start(&d, c->api_bind, c->api_port, (size_t)c->api_max_body_bytes, &s->api, &port, &msg);

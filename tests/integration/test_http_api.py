@@ -72,7 +72,7 @@ def test_health(api):
     assert body["status"] == "ok"
     assert isinstance(body["version"], str) and re.match(r"^\d+\.\d+\.\d+", body["version"]), body
     assert (body["sql_enabled"], body["vector_enabled"], body["search_enabled"], body["admin_enabled"]) == (
-        True, False, False, False), body
+        True, False, True, False), body
 
 
 def test_metrics(api):
@@ -365,14 +365,16 @@ def test_sql_errors(api):
 
 
 def test_unknown_paths_and_methods(api):
-    for method, path in (("GET", "/nope"), ("GET", "/topics/a/b/c"), ("POST", "/_sql/nope"),
+    for method, path in (("GET", "/nope/x/y"), ("GET", "/topics/a/b/c"), ("POST", "/_sql/nope"),
                          ("GET", "/health/x"), ("DELETE", "/x/y")):
         r = http(api, method, path)
         assert r.status == 404 and r.raw == b"", "%s %s -> %r" % (method, path, r)
     for method, path in (("DELETE", "/health"), ("POST", "/health"), ("GET", "/_sql"), ("PUT", "/_sql"),
                          ("PUT", "/topics"), ("DELETE", "/topics"), ("POST", "/_sql/tables"),
                          ("DELETE", "/_sql/describe/x"), ("GET", "/topics/x/config"), ("PUT", "/topics/x"),
-                         ("POST", "/metrics")):
+                         ("POST", "/metrics"),
+                         # a one-segment path is an index (PUT/DELETE /{index}), as upstream
+                         ("GET", "/nope"), ("POST", "/nope")):
         r = http(api, method, path, b"{}" if method in ("POST", "PUT") else None)
         assert r.status == 405, "%s %s -> %r" % (method, path, r)
     expect(http(api, "GET", "/health"), 200)
@@ -461,7 +463,7 @@ def test_keep_alive(api):
     try:
         sock = None
         reqs = [("GET", "/health", None, 200), ("POST", "/_sql", b'{"query": "SELECT 1 AS a"}', 200),
-                ("GET", "/topics", None, 200), ("GET", "/nope", None, 404),
+                ("GET", "/topics", None, 200), ("GET", "/nope/x/y", None, 404),
                 ("POST", "/_sql", b'{"query": "SELEKT"}', 400), ("POST", "/_sql", b'{"query": ', 400),
                 ("DELETE", "/health", None, 405), ("GET", "/metrics", None, 200),
                 ("POST", "/_sql", b'{"query": "SELECT 2 AS a"}', 200)]

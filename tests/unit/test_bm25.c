@@ -431,3 +431,105 @@ CK_TEST(bm25_corrupt_list)
     free(docs);
     free(tfs);
 }
+
+/* ---- options: accept, min_score, bound scale ---- */
+
+static bool accept_mod(void *ctx, uint32_t doc)
+{
+    uint32_t m = *(const uint32_t *)ctx;
+    return doc % m != 1;
+}
+
+/* The scale keeps bounds valid: for random tf, dl and two averages, the score under the
+ * scoring average never exceeds scale * the bound stored under the segment's average. */
+CK_TEST(bm25_bound_scale_proof)
+{
+    CHECK(ck_bm25_bound_scale(8.0, 4.0) == 2.0);
+    CHECK(ck_bm25_bound_scale(2.0, 4.0) == 1.0);
+    CHECK(ck_bm25_bound_scale(0.0, 4.0) == 1.0);
+    CHECK(ck_bm25_bound_scale(3.0, 0.0) == 1.0);
+    for (int i = 0; i < 200000; i++) {
+        uint32_t tf = 1 + (uint32_t)(rng() % 40), dl = (uint32_t)(rng() % 1000);
+        double as = 0.5 + rnd01() * 200, a = 0.5 + rnd01() * 200;
+        double sc = ck_bm25_bound_scale(a, as);
+        CHECK(ck_bm25_tfn(tf, dl, a) <= sc * (double)ck_bm25_bound(tf, dl, as) * (1 + 1e-12));
+    }
+}
+
+CK_TEST(bm25_wand_ex_equals_exhaustive)
+{
+    uint64_t sw = 0, se = 0;
+    for (int corpus = 0; corpus < 12; corpus++) {
+        double p[NTERMS];
+        double top = 0.2 + 0.6 * rnd01();
+        for (int j = 0; j < NTERMS; j++)
+            p[j] = top / pow(j + 1, 1.0 + rnd01());
+        corpus_t c = make_corpus(1500 + (uint32_t)(rng() % 4000), p);
+        for (int qi = 0; qi < 16; qi++) {
+            size_t nq = 1 + rng() % 4, k = (size_t[]){1, 7, 50}[rng() % 3];
+            int q[4];
+            for (size_t i = 0; i < nq; i++) {
+                bool dup;
+                do {
+                    q[i] = (int)(rng() % NTERMS);
+                    dup = false;
+                    for (size_t j = 0; j < i; j++)
+                        dup |= q[j] == q[i];
+                } while (dup);
+            }
+            /* scoring avgdl differs from the bounds' avgdl (both directions) */
+            double avg = c.avgdl * (qi % 3 == 0   ? 1.0
+                                    : qi % 3 == 1 ? 0.5 + rnd01()
+                                                  : 1 + 2 * rnd01());
+            uint32_t mod = 2 + (uint32_t)(rng() % 4);
+            ck_bm25_opts_t o = {0};
+            if (qi % 2)
+                o.bo_accept = accept_mod, o.bo_accept_ctx = &mod;
+            if (qi % 4 >= 2)
+                o.bo_has_min_score = true, o.bo_min_score = rnd01() * 3;
+            ck_postings_t cur[2][4];
+            ck_bm25_term_t t[2][4];
+            for (int m = 0; m < 2; m++)
+                for (size_t i = 0; i < nq; i++) {
+                    const list_t *l = &c.lists[q[i]];
+                    CHECK_EQ(ck_postings_open(l->bytes, l->len, &cur[m][i]), 0);
+                    t[m][i] = (ck_bm25_term_t){
+                        &cur[m][i], ck_bm25_idf(c.ndocs, l->df),      avg, c.lens, NULL,
+                        NULL,       ck_bm25_bound_scale(avg, c.avgdl)};
+                }
+            ck_bm25_hit_t hw[50], he[50];
+            size_t nw = 0, ne = 0;
+            ck_bm25_stats_t a, b;
+            CHECK_EQ(ck_bm25_topk_wand_ex(t[0], nq, k, &o, hw, &nw, &a), 0);
+            CHECK_EQ(ck_bm25_topk_exhaustive_ex(t[1], nq, k, &o, he, &ne, &b), 0);
+            CHECK_EQ(nw, ne);
+            for (size_t i = 0; i < nw; i++) {
+                CHECK_EQ(hw[i].doc, he[i].doc);
+                CHECK(hw[i].score == he[i].score);
+                if (o.bo_accept)
+                    CHECK(hw[i].doc % mod != 1);
+                if (o.bo_has_min_score)
+                    CHECK(hw[i].score > o.bo_min_score);
+            }
+            sw += a.bs_scored;
+            se += b.bs_scored;
+        }
+        free_corpus(&c);
+    }
+    fprintf(stderr, "  options: wand scored %" PRIu64 " of exhaustive %" PRIu64 " docs\n", sw, se);
+    CHECK(sw < se);
+    /* bad options */
+    ck_postings_t cx;
+    uint32_t lens[2] = {1, 1};
+    uint32_t d[1] = {0}, tf[1] = {1};
+    list_t l = build_list(d, tf, 1, lens, 1.0);
+    CHECK_EQ(ck_postings_open(l.bytes, l.len, &cx), 0);
+    ck_bm25_term_t t = {&cx, 1.0, 1.0, lens, NULL, NULL, 0.5};
+    ck_bm25_hit_t h[1];
+    size_t n;
+    CHECK_EQ(ck_bm25_topk_wand_ex(&t, 1, 1, NULL, h, &n, NULL), CK_EINVAL);
+    t.bt_bound_scale = 0;
+    ck_bm25_opts_t o = {.bo_has_min_score = true, .bo_min_score = NAN};
+    CHECK_EQ(ck_bm25_topk_wand_ex(&t, 1, 1, &o, h, &n, NULL), CK_EINVAL);
+    ck_free(l.bytes);
+}

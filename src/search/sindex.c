@@ -1,0 +1,1258 @@
+/* The search capability (see sindex.h and docs/SEARCH.md).
+ *
+ * Files, under <dir>/<topic>/:
+ *
+ *   COMMIT          the commit point, JSON: {"format":1, "topic", "topic_id" (hex),
+ *                   "analyzer": {"language","stopwords"}, "next_gen",
+ *                   "partitions": [next offset per partition, the checkpoint],
+ *                   "segments": [{"gen","level","docs","bytes"}]}
+ *                   written to COMMIT.tmp, fsynced, renamed over COMMIT, folder fsynced.
+ *   seg_<gen>.cks   one committed segment image (segment.c's format), written to
+ *                   seg_<gen>.tmp, fsynced, renamed, before the COMMIT that lists it.
+ *
+ * Recovery: COMMIT says which segments hold the records below the checkpoint; every other
+ * file in the folder is a leftover (a flush or merge that did not commit, or inputs of a
+ * committed merge) and is deleted at open. The indexer then feeds from the checkpoint, so
+ * records that were only in memory are indexed again, exactly once. A missing or
+ * unreadable COMMIT, a listed segment that fails its checksum, another topic id or another
+ * analyzer: the folder is wiped and the index rebuilt from the log start.
+ *
+ * Segments: in memory (mem[], from refreshes; level-merged 4 at a time on the worker) and
+ * on disk (disk[], from flushes; level-merged MERGE_FACTOR at a time on the merge thread).
+ * A snapshot lists both; readers hold snapshots, snapshots hold segment references, so a
+ * segment replaced by a merge stays readable until its last reader lets go.
+ *
+ * Locks: ck_sidx.mu guards the topic registry; stopic.mu guards a topic's lists, snapshot,
+ * checkpoint and log starts, and is held while COMMIT is written (so commits by the worker
+ * and by the merge thread are serialised). Never take ck_sidx.mu while holding stopic.mu. */
+#include "search/sindex.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/fs.h"
+#include "core/logging.h"
+#include "search/docfields.h"
+
+#define MEM_MERGE 4         /* in-memory segments of one level merged together */
+#define MERGE_FACTOR 10     /* on-disk segments of one level merged together */
+#define LIGHT_REFRESH_MS 50 /* refresh this soon when the worker has nothing else to do */
+
+typedef struct sseg {
+    _Atomic int refs;
+    ck_segment_t *seg;
+    uint8_t *img; /* the image: mmap'ed (gen > 0) or ck_malloc'ed (gen == 0) */
+    size_t len;
+    uint64_t gen; /* file generation; 0 = in memory */
+    int level;
+    uint32_t ndocs;
+} sseg_t;
+
+typedef struct snap {
+    ck_sidx_snap_t pub;
+    _Atomic int refs;
+    sseg_t **g;
+    char lang[32];
+} snap_t;
+
+typedef struct stopic {
+    _Atomic int refs;
+    char *name;
+    uint8_t id[16];
+    char dir[1200];
+    ck_idx_topic_t *it; /* worker only */
+    int32_t npart;
+    int64_t *next;      /* worker: next offset applied, per partition */
+    int64_t *refreshed; /* worker: next offset at the last refresh */
+    int64_t *ckpt;      /* mu: checkpoint of the committed segments */
+    int64_t *log_start; /* mu */
+    ck_segbuild_t *b;
+    ck_docfields_t *df;
+    char lang[32];
+    bool stopwords;
+    int64_t refresh_ms;
+    int64_t last_refresh, last_flush, last_retention;
+    bool applied; /* apply() ran since the last idle() */
+    bool broken;  /* a refresh lost builder docs: never commit again until reopened */
+    pthread_mutex_t mu;
+    sseg_t **disk, **mem;
+    size_t ndisk, nmem;
+    snap_t *snap;
+    uint64_t next_gen;
+    bool merging; /* a merge job is queued or running (mu) */
+    bool gone;    /* dropped or closed (mu) */
+    uint64_t merges, flushes, refreshes;
+    struct stopic *lnext; /* ck_sidx.open */
+} stopic_t;
+
+typedef struct mjob {
+    stopic_t *t;
+    sseg_t **in;
+    size_t n;
+    int level;
+    struct mjob *next;
+} mjob_t;
+
+struct ck_sidx {
+    ck_sidx_config_t cfg;
+    char *dir;
+    pthread_mutex_t mu; /* registry */
+    stopic_t *open;
+    pthread_t merger;
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    mjob_t *qhead;
+    bool stop;
+    bool merger_started;
+};
+
+/* ---- segments and snapshots ---- */
+
+static void sseg_unref(sseg_t *g)
+{
+    if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
+        return;
+    ck_segment_free(g->seg);
+    if (g->gen)
+        munmap(g->img, g->len ? g->len : 1);
+    else
+        ck_free(g->img);
+    ck_free(g);
+}
+
+static sseg_t *sseg_ref(sseg_t *g)
+{
+    atomic_fetch_add(&g->refs, 1);
+    return g;
+}
+
+/* Wraps an image (taking it) into a segment. */
+static int sseg_new(uint8_t *img, size_t len, uint64_t gen, int level, sseg_t **out)
+{
+    sseg_t *g = ck_calloc(1, sizeof(*g));
+    if (!g) {
+        if (gen)
+            munmap(img, len ? len : 1);
+        else
+            ck_free(img);
+        return CK_ENOMEM;
+    }
+    atomic_init(&g->refs, 1);
+    g->img = img;
+    g->len = len;
+    g->gen = gen;
+    g->level = level;
+    int rc = ck_segment_open(img, len, false, &g->seg);
+    if (rc) {
+        sseg_unref(g);
+        return rc;
+    }
+    g->ndocs = ck_segment_ndocs(g->seg);
+    *out = g;
+    return 0;
+}
+
+static void snap_unref(snap_t *s)
+{
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < s->pub.nsegs; i++)
+        sseg_unref(s->g[i]);
+    ck_free(s->g);
+    ck_free(s->pub.segs);
+    ck_free(s->pub.log_start);
+    ck_free(s->pub.index);
+    ck_free(s);
+}
+
+/* A new snapshot of t's lists; caller holds t->mu. On ENOMEM the old one stays. */
+static void publish_locked(stopic_t *t)
+{
+    snap_t *s = ck_calloc(1, sizeof(*s));
+    size_t n = t->ndisk + t->nmem;
+    if (!s)
+        return;
+    atomic_init(&s->refs, 1);
+    s->g = ck_calloc(n ? n : 1, sizeof(*s->g));
+    s->pub.segs = ck_calloc(n ? n : 1, sizeof(*s->pub.segs));
+    s->pub.log_start = ck_calloc((size_t)(t->npart ? t->npart : 1), sizeof(int64_t));
+    s->pub.index = ck_strdup(t->name);
+    if (!s->g || !s->pub.segs || !s->pub.log_start || !s->pub.index) {
+        snap_unref(s);
+        return;
+    }
+    for (size_t i = 0; i < t->ndisk; i++)
+        s->g[s->pub.nsegs++] = sseg_ref(t->disk[i]);
+    for (size_t i = 0; i < t->nmem; i++)
+        s->g[s->pub.nsegs++] = sseg_ref(t->mem[i]);
+    for (size_t i = 0; i < s->pub.nsegs; i++)
+        s->pub.segs[i] = s->g[i]->seg;
+    s->pub.npart = t->npart;
+    memcpy(s->pub.log_start, t->log_start, sizeof(int64_t) * (size_t)t->npart);
+    snprintf(s->lang, sizeof(s->lang), "%s", t->lang);
+    s->pub.analyzer.kind = CK_ANALYZER_STANDARD;
+    s->pub.analyzer.language = s->lang;
+    s->pub.analyzer.stopwords = t->stopwords;
+    snap_t *old = t->snap;
+    t->snap = s;
+    snap_unref(old);
+}
+
+static void publish(stopic_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    publish_locked(t);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* ---- files ---- */
+
+static void seg_path(const stopic_t *t, uint64_t gen, const char *ext, char *out, size_t n)
+{
+    snprintf(out, n, "%s/seg_%llu.%s", t->dir, (unsigned long long)gen, ext);
+}
+
+/* Maps a committed segment file. */
+static int map_file(const char *path, uint8_t **img, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? CK_ENOENT : ck_from_errno(errno);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int rc = ck_from_errno(errno);
+        close(fd);
+        return rc;
+    }
+    size_t n = (size_t)st.st_size;
+    void *p = mmap(NULL, n ? n : 1, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return CK_EIO;
+    *img = p;
+    *len = n;
+    return 0;
+}
+
+/* Writes image (taking it) as segment gen and maps it back. */
+static int persist_segment(stopic_t *t, uint8_t *img, size_t len, uint64_t gen, int level,
+                           sseg_t **out)
+{
+    char tmp[1300], fin[1300];
+    seg_path(t, gen, "tmp", tmp, sizeof(tmp));
+    seg_path(t, gen, "cks", fin, sizeof(fin));
+    int rc = ck_replace_file(tmp, fin, NULL, img, len);
+    ck_free(img);
+    if (rc)
+        return rc;
+    uint8_t *m;
+    size_t n;
+    rc = map_file(fin, &m, &n);
+    if (!rc)
+        rc = sseg_new(m, n, gen, level, out);
+    if (rc)
+        unlink(fin);
+    return rc;
+}
+
+static void hex_id(const uint8_t id[16], char out[33])
+{
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+/* Writes COMMIT for t's on-disk segments and checkpoint; caller holds t->mu. */
+static int commit_locked(stopic_t *t)
+{
+    char hex[33];
+    hex_id(t->id, hex);
+    json_t *m = json_object();
+    json_object_set_new(m, "format", json_integer(1));
+    json_object_set_new(m, "topic", json_string(t->name));
+    json_object_set_new(m, "topic_id", json_string(hex));
+    json_object_set_new(m, "analyzer",
+                        json_pack("{s:s,s:b}", "language", t->lang, "stopwords", t->stopwords));
+    json_object_set_new(m, "next_gen", json_integer((json_int_t)t->next_gen));
+    json_t *parts = json_array();
+    for (int32_t p = 0; p < t->npart; p++)
+        json_array_append_new(parts, json_integer(t->ckpt[p]));
+    json_object_set_new(m, "partitions", parts);
+    json_t *segs = json_array();
+    for (size_t i = 0; i < t->ndisk; i++)
+        json_array_append_new(
+            segs, json_pack("{s:I,s:i,s:I,s:I}", "gen", (json_int_t)t->disk[i]->gen, "level",
+                            t->disk[i]->level, "docs", (json_int_t)t->disk[i]->ndocs, "bytes",
+                            (json_int_t)t->disk[i]->len));
+    json_object_set_new(m, "segments", segs);
+    char *text = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    if (!text)
+        return CK_ENOMEM;
+    char tmp[1300], fin[1300];
+    snprintf(tmp, sizeof(tmp), "%s/COMMIT.tmp", t->dir);
+    snprintf(fin, sizeof(fin), "%s/COMMIT", t->dir);
+    int rc = ck_replace_file(tmp, fin, t->dir, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static bool listed_gen(const stopic_t *t, uint64_t gen)
+{
+    for (size_t i = 0; i < t->ndisk; i++)
+        if (t->disk[i]->gen == gen)
+            return true;
+    return false;
+}
+
+/* Deletes every file of the folder that COMMIT does not list. */
+static void remove_orphans(stopic_t *t)
+{
+    DIR *d = opendir(t->dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "COMMIT"))
+            continue;
+        unsigned long long gen;
+        char ext[8];
+        if (sscanf(e->d_name, "seg_%llu.%7s", &gen, ext) == 2 && !strcmp(ext, "cks") &&
+            listed_gen(t, gen))
+            continue;
+        char p[1600];
+        snprintf(p, sizeof(p), "%s/%s", t->dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
+static int parse_hex_id(const char *s, uint8_t id[16])
+{
+    if (!s || strlen(s) != 32)
+        return CK_ECORRUPT;
+    for (int i = 0; i < 16; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            return CK_ECORRUPT;
+        id[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+static int list_push(sseg_t ***arr, size_t *n, sseg_t *g)
+{
+    sseg_t **na = ck_realloc(*arr, sizeof(*na) * (*n + 1));
+    if (!na)
+        return CK_ENOMEM;
+    na[(*n)++] = g;
+    *arr = na;
+    return 0;
+}
+
+/* Loads COMMIT and its segments. CK_ENOENT: nothing usable (start from scratch). */
+static int load_commit(stopic_t *t)
+{
+    char path[1300];
+    snprintf(path, sizeof(path), "%s/COMMIT", t->dir);
+    json_error_t je;
+    json_t *m = json_load_file(path, 0, &je);
+    if (!m)
+        return CK_ENOENT;
+    int rc = 0;
+    uint8_t id[16];
+    json_t *an = json_object_get(m, "analyzer");
+    const char *lang = json_string_value(json_object_get(an, "language"));
+    json_t *sw = json_object_get(an, "stopwords");
+    json_t *parts = json_object_get(m, "partitions");
+    json_t *segs = json_object_get(m, "segments");
+    if (json_integer_value(json_object_get(m, "format")) != 1 ||
+        parse_hex_id(json_string_value(json_object_get(m, "topic_id")), id) ||
+        memcmp(id, t->id, 16) || !json_is_array(parts) || !json_is_array(segs) || !lang ||
+        !json_is_boolean(sw)) {
+        CK_INFO("search", "%s: index belongs to another topic or is unreadable: rebuilding",
+                t->name);
+        rc = CK_ENOENT;
+        goto out;
+    }
+    if (strcmp(lang, t->lang) || json_is_true(sw) != t->stopwords) {
+        CK_INFO("search", "%s: analyzer changed (%s/%d -> %s/%d): rebuilding the index", t->name,
+                lang, json_is_true(sw), t->lang, t->stopwords);
+        rc = CK_ENOENT;
+        goto out;
+    }
+    t->next_gen = (uint64_t)json_integer_value(json_object_get(m, "next_gen"));
+    size_t np = json_array_size(parts);
+    for (size_t p = 0; p < np && p < (size_t)t->npart; p++)
+        t->ckpt[p] = json_integer_value(json_array_get(parts, p));
+    for (size_t i = 0; i < json_array_size(segs) && !rc; i++) {
+        json_t *e = json_array_get(segs, i);
+        uint64_t gen = (uint64_t)json_integer_value(json_object_get(e, "gen"));
+        int level = (int)json_integer_value(json_object_get(e, "level"));
+        char fin[1300];
+        seg_path(t, gen, "cks", fin, sizeof(fin));
+        uint8_t *img;
+        size_t len;
+        sseg_t *g = NULL;
+        rc = map_file(fin, &img, &len);
+        if (!rc)
+            rc = sseg_new(img, len, gen, level, &g);
+        if (!rc && (rc = list_push(&t->disk, &t->ndisk, g)))
+            sseg_unref(g);
+        if (rc)
+            CK_WARN("search", "%s: segment %s unusable (%s): rebuilding the index", t->name, fin,
+                    ck_strerror(rc));
+        if (gen >= t->next_gen)
+            t->next_gen = gen + 1;
+    }
+    if (rc) {
+        for (size_t i = 0; i < t->ndisk; i++)
+            sseg_unref(t->disk[i]);
+        t->ndisk = 0;
+        memset(t->ckpt, 0, sizeof(int64_t) * (size_t)t->npart);
+        rc = CK_ENOENT;
+    }
+out:
+    json_decref(m);
+    return rc;
+}
+
+/* ---- topics ---- */
+
+static void topic_unref(stopic_t *t)
+{
+    if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < t->ndisk; i++)
+        sseg_unref(t->disk[i]);
+    for (size_t i = 0; i < t->nmem; i++)
+        sseg_unref(t->mem[i]);
+    ck_free(t->disk);
+    ck_free(t->mem);
+    snap_unref(t->snap);
+    ck_segbuild_free(t->b);
+    ck_docfields_free(t->df);
+    ck_free(t->next);
+    ck_free(t->refreshed);
+    ck_free(t->ckpt);
+    ck_free(t->log_start);
+    ck_free(t->name);
+    pthread_mutex_destroy(&t->mu);
+    ck_free(t);
+}
+
+static void read_options(stopic_t *t, const ck_kvs_t *cfg)
+{
+    const char *v = ck_kvs_get(cfg, "searchable.refresh.ms");
+    t->refresh_ms = v ? strtoll(v, NULL, 10) : 1000;
+    if (t->refresh_ms < 0)
+        t->refresh_ms = 1000;
+    v = ck_kvs_get(cfg, "searchable.language");
+    snprintf(t->lang, sizeof(t->lang), "%s", v && *v ? v : "english");
+    v = ck_kvs_get(cfg, "searchable.stopwords");
+    t->stopwords = !v || !strcasecmp(v, "true");
+}
+
+static int grow_parts(stopic_t *t, int32_t npart)
+{
+    int64_t **arrs[] = {&t->next, &t->refreshed, &t->ckpt, &t->log_start};
+    for (size_t i = 0; i < sizeof(arrs) / sizeof(arrs[0]); i++) {
+        int64_t *n = ck_realloc(*arrs[i], sizeof(int64_t) * (size_t)npart);
+        if (!n)
+            return CK_ENOMEM;
+        for (int32_t p = t->npart; p < npart; p++)
+            n[p] = 0;
+        *arrs[i] = n;
+    }
+    t->npart = npart;
+    return 0;
+}
+
+static void registry_add(ck_sidx_t *s, stopic_t *t)
+{
+    atomic_fetch_add(&t->refs, 1);
+    pthread_mutex_lock(&s->mu);
+    t->lnext = s->open;
+    s->open = t;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void registry_remove(ck_sidx_t *s, stopic_t *t)
+{
+    bool found = false;
+    pthread_mutex_lock(&s->mu);
+    for (stopic_t **pp = &s->open; *pp; pp = &(*pp)->lnext) {
+        if (*pp == t) {
+            *pp = t->lnext;
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (found)
+        topic_unref(t);
+}
+
+static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
+{
+    ck_sidx_t *s = cap;
+    stopic_t *t = it->priv;
+    if (t) {
+        if (it->npart > t->npart) {
+            pthread_mutex_lock(&t->mu);
+            int rc = grow_parts(t, it->npart);
+            if (!rc)
+                publish_locked(t);
+            pthread_mutex_unlock(&t->mu);
+            if (rc)
+                return rc;
+        }
+        for (int32_t p = 0; p < t->npart; p++)
+            next[p] = t->next[p];
+        return 0;
+    }
+    t = ck_calloc(1, sizeof(*t));
+    if (!t)
+        return CK_ENOMEM;
+    atomic_init(&t->refs, 1);
+    pthread_mutex_init(&t->mu, NULL);
+    t->name = ck_strdup(it->name);
+    memcpy(t->id, it->id, 16);
+    snprintf(t->dir, sizeof(t->dir), "%s/%s", s->dir, it->name);
+    read_options(t, &it->configs);
+    int rc = t->name ? grow_parts(t, it->npart) : CK_ENOMEM;
+    ck_analyzer_config_t ac = {CK_ANALYZER_STANDARD, t->lang, t->stopwords};
+    if (!rc) {
+        rc = ck_docfields_new(&ac, &t->df);
+        if (rc == CK_EINVAL)
+            ck_idx_topic_set_status(it, "searchable.language=%s is not a known stemmer language",
+                                    t->lang);
+    }
+    if (!rc)
+        rc = ck_segbuild_new(&t->b);
+    if (!rc && load_commit(t) == CK_ENOENT) {
+        ck_rmtree(t->dir);
+        t->next_gen = 1;
+    }
+    if (!rc)
+        rc = ck_mkdirs(t->dir);
+    if (rc) {
+        topic_unref(t);
+        return rc;
+    }
+    if (t->next_gen == 0)
+        t->next_gen = 1;
+    remove_orphans(t);
+    for (int32_t p = 0; p < t->npart; p++) {
+        t->next[p] = t->refreshed[p] = t->ckpt[p];
+        t->log_start[p] = ck_idx_topic_log_start(it, p);
+        next[p] = t->ckpt[p];
+        ck_idx_topic_set_visible(it, p, t->ckpt[p]);
+    }
+    t->it = it;
+    t->last_refresh = t->last_flush = ck_mono_ms();
+    publish(t);
+    it->priv = t;
+    registry_add(s, t);
+    uint64_t docs = 0;
+    for (size_t i = 0; i < t->ndisk; i++)
+        docs += t->disk[i]->ndocs;
+    CK_INFO("search", "%s: search index open (%zu segments, %llu docs, analyzer %s%s)", t->name,
+            t->ndisk, (unsigned long long)docs, t->lang, t->stopwords ? " with stop words" : "");
+    return 0;
+}
+
+static int op_config(void *cap, ck_idx_topic_t *it)
+{
+    (void)cap;
+    stopic_t *t = it->priv;
+    if (!t)
+        return 0;
+    char lang[32];
+    bool sw = t->stopwords;
+    snprintf(lang, sizeof(lang), "%s", t->lang);
+    read_options(t, &it->configs);
+    if (strcmp(lang, t->lang) || sw != t->stopwords) {
+        /* the segments were analyzed the old way: keep it until a restart rebuilds */
+        ck_idx_topic_set_status(
+            it, "analyzer change (searchable.language/stopwords) applies after a restart, "
+                "which rebuilds the index");
+        snprintf(t->lang, sizeof(t->lang), "%s", lang);
+        t->stopwords = sw;
+    }
+    return 0;
+}
+
+static int op_apply(void *cap, ck_idx_topic_t *it, const ck_idx_batch_t *b)
+{
+    (void)cap;
+    stopic_t *t = it->priv;
+    if (!t || b->partition >= t->npart)
+        return CK_EINVAL;
+    int64_t *next = &t->next[b->partition];
+    for (int i = 0; i < b->n; i++) {
+        const ck_record_t *r = &b->recs[i];
+        if (r->offset < *next)
+            continue;
+        int rc =
+            ck_docfields_add(t->df, t->b, b->partition, r->offset, r->timestamp, r->key, r->value);
+        if (rc)
+            return rc;
+        *next = r->offset + 1;
+    }
+    t->applied = true;
+    return 0;
+}
+
+/* Merges segments in[0..n) (keeping all docs) into a new in-memory image. */
+static int merge_images(sseg_t **in, size_t n, bool (*keep)(void *, size_t, uint32_t), void *ctx,
+                        uint8_t **img, size_t *len)
+{
+    ck_segment_t *segs[64] = {0};
+    ck_segment_t **sp = n <= 64 ? segs : ck_malloc(sizeof(*sp) * n);
+    if (!sp)
+        return CK_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        sp[i] = in[i]->seg;
+    ck_wbuf_t w = CK_WBUF_INIT;
+    int rc = ck_segment_merge(sp, n, keep, ctx, &w);
+    if (sp != segs)
+        ck_free(sp);
+    if (rc) {
+        ck_wbuf_free(&w);
+        return rc;
+    }
+    *img = ck_wbuf_steal(&w, len);
+    return *img || !*len ? 0 : CK_ENOMEM;
+}
+
+/* Level-merges the trailing in-memory segments (worker; small, so done inline). */
+static void merge_mem(stopic_t *t)
+{
+    while (t->nmem >= MEM_MERGE) {
+        size_t s0 = t->nmem - MEM_MERGE;
+        int level = t->mem[s0]->level;
+        for (size_t i = s0 + 1; i < t->nmem; i++)
+            if (t->mem[i]->level != level)
+                return;
+        if (s0 > 0 && t->mem[s0 - 1]->level == level)
+            return; /* cannot happen: groups merge as soon as they fill */
+        uint8_t *img;
+        size_t len;
+        sseg_t *g;
+        if (merge_images(t->mem + s0, MEM_MERGE, NULL, NULL, &img, &len) ||
+            sseg_new(img, len, 0, level + 1, &g))
+            return;
+        pthread_mutex_lock(&t->mu);
+        for (size_t i = s0; i < t->nmem; i++)
+            sseg_unref(t->mem[i]);
+        t->mem[s0] = g;
+        t->nmem = s0 + 1;
+        pthread_mutex_unlock(&t->mu);
+    }
+}
+
+static void refresh(stopic_t *t, int64_t now)
+{
+    t->last_refresh = now;
+    if (ck_segbuild_ndocs(t->b) > 0) {
+        ck_wbuf_t w = CK_WBUF_INIT;
+        int rc = ck_segbuild_finish(t->b, &w);
+        size_t len = 0;
+        uint8_t *img = rc ? NULL : ck_wbuf_steal(&w, &len);
+        sseg_t *g = NULL;
+        if (!rc && !img)
+            rc = CK_ENOMEM;
+        if (!rc)
+            rc = sseg_new(img, len, 0, 0, &g);
+        if (!rc) {
+            pthread_mutex_lock(&t->mu);
+            rc = list_push(&t->mem, &t->nmem, g);
+            pthread_mutex_unlock(&t->mu);
+            if (rc)
+                sseg_unref(g);
+        }
+        ck_wbuf_free(&w);
+        if (rc) {
+            /* the builder was reset: these records must be indexed again */
+            t->broken = true;
+            ck_idx_topic_set_status(t->it, "refresh failed: %s; re-indexing after a restart",
+                                    ck_strerror(rc));
+            CK_WARN("search", "%s: refresh failed: %s", t->name, ck_strerror(rc));
+            return;
+        }
+        merge_mem(t);
+        t->refreshes++;
+    }
+    publish(t);
+    for (int32_t p = 0; p < t->npart; p++) {
+        if (t->refreshed[p] != t->next[p]) {
+            t->refreshed[p] = t->next[p];
+            ck_idx_topic_set_visible(t->it, p, t->next[p]);
+        }
+    }
+}
+
+static void queue_merge(ck_sidx_t *s, stopic_t *t);
+
+/* Commits the in-memory segments as one on-disk segment (worker). */
+static void flush(ck_sidx_t *s, stopic_t *t, int64_t now)
+{
+    t->last_flush = now;
+    if (t->broken)
+        return;
+    bool moved = false;
+    for (int32_t p = 0; p < t->npart; p++)
+        moved |= t->ckpt[p] != t->refreshed[p];
+    if (!t->nmem && !moved)
+        return;
+    sseg_t *g = NULL;
+    int rc = 0;
+    size_t nmem = t->nmem;
+    uint64_t docs = 0;
+    for (size_t i = 0; i < nmem; i++)
+        docs += t->mem[i]->ndocs;
+    if (docs) {
+        uint8_t *img;
+        size_t len;
+        if (nmem == 1) {
+            img = ck_malloc(t->mem[0]->len);
+            len = t->mem[0]->len;
+            if (img)
+                memcpy(img, t->mem[0]->img, len);
+            else
+                rc = CK_ENOMEM;
+        } else {
+            rc = merge_images(t->mem, nmem, NULL, NULL, &img, &len);
+        }
+        if (!rc) {
+            pthread_mutex_lock(&t->mu);
+            uint64_t gen = t->next_gen++;
+            pthread_mutex_unlock(&t->mu);
+            rc = persist_segment(t, img, len, gen, 0, &g);
+        }
+    }
+    pthread_mutex_lock(&t->mu);
+    if (!rc && g)
+        rc = list_push(&t->disk, &t->ndisk, g);
+    if (!rc) {
+        int64_t *old = ck_malloc(sizeof(int64_t) * (size_t)t->npart);
+        if (old)
+            memcpy(old, t->ckpt, sizeof(int64_t) * (size_t)t->npart);
+        memcpy(t->ckpt, t->refreshed, sizeof(int64_t) * (size_t)t->npart);
+        rc = old ? commit_locked(t) : CK_ENOMEM;
+        if (rc) {
+            if (old)
+                memcpy(t->ckpt, old, sizeof(int64_t) * (size_t)t->npart);
+            if (g)
+                t->ndisk--;
+        }
+        ck_free(old);
+    }
+    if (!rc) {
+        for (size_t i = 0; i < nmem; i++)
+            sseg_unref(t->mem[i]);
+        memmove(t->mem, t->mem + nmem, sizeof(*t->mem) * (t->nmem - nmem));
+        t->nmem -= nmem;
+        publish_locked(t);
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (rc) {
+        if (g) {
+            char fin[1300];
+            seg_path(t, g->gen, "cks", fin, sizeof(fin));
+            unlink(fin);
+            sseg_unref(g);
+        }
+        ck_idx_topic_set_status(t->it, "cannot commit the search index: %s (retrying)",
+                                ck_strerror(rc));
+        CK_WARN("search", "%s: flush failed: %s", t->name, ck_strerror(rc));
+        return;
+    }
+    t->flushes++;
+    queue_merge(s, t);
+}
+
+/* Drops whole segments every doc of which is below its partition's log start. */
+static bool expired(const stopic_t *t, const sseg_t *g)
+{
+    if (!g->ndocs)
+        return true;
+    for (int32_t p = 0; p < t->npart; p++) {
+        int64_t lo, hi;
+        if (ck_segment_offsets(g->seg, p, &lo, &hi) && hi >= t->log_start[p])
+            return false;
+    }
+    return true;
+}
+
+static void retention(stopic_t *t)
+{
+    bool changed = false, disk_changed = false;
+    pthread_mutex_lock(&t->mu);
+    for (int32_t p = 0; p < t->npart; p++) {
+        int64_t ls = ck_idx_topic_log_start(t->it, p);
+        if (ls != t->log_start[p]) {
+            t->log_start[p] = ls;
+            changed = true;
+        }
+    }
+    if (changed) {
+        sseg_t *gone[64];
+        size_t ngone = 0;
+        for (size_t i = 0; i < t->ndisk;) {
+            if (ngone < 64 && expired(t, t->disk[i])) {
+                gone[ngone++] = t->disk[i];
+                memmove(t->disk + i, t->disk + i + 1, sizeof(*t->disk) * (t->ndisk - i - 1));
+                t->ndisk--;
+                disk_changed = true;
+            } else {
+                i++;
+            }
+        }
+        for (size_t i = 0; i < t->nmem;) {
+            if (expired(t, t->mem[i])) {
+                sseg_unref(t->mem[i]);
+                memmove(t->mem + i, t->mem + i + 1, sizeof(*t->mem) * (t->nmem - i - 1));
+                t->nmem--;
+            } else {
+                i++;
+            }
+        }
+        if (disk_changed && commit_locked(t)) {
+            /* keep them listed: COMMIT still names them */
+            for (size_t i = 0; i < ngone; i++)
+                t->disk[t->ndisk++] = gone[i];
+            ngone = 0;
+        }
+        publish_locked(t);
+        pthread_mutex_unlock(&t->mu);
+        for (size_t i = 0; i < ngone; i++) {
+            char fin[1300];
+            seg_path(t, gone[i]->gen, "cks", fin, sizeof(fin));
+            unlink(fin);
+            CK_INFO("search", "%s: segment %llu expired (retention)", t->name,
+                    (unsigned long long)gone[i]->gen);
+            sseg_unref(gone[i]);
+        }
+        return;
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+static size_t mem_bytes(const stopic_t *t)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->nmem; i++)
+        n += t->mem[i]->len;
+    return n;
+}
+
+static void op_idle(void *cap, int64_t now)
+{
+    ck_sidx_t *s = cap;
+    for (stopic_t *t = s->open; t; t = t->lnext) {
+        if (!t->it)
+            continue;
+        bool pending = ck_segbuild_ndocs(t->b) > 0;
+        bool moved = false;
+        for (int32_t p = 0; p < t->npart && !moved; p++)
+            moved = t->refreshed[p] != t->next[p];
+        int64_t since = now - t->last_refresh;
+        /* under load refresh every refresh_ms; when the queue drained, soon */
+        if ((pending || moved) &&
+            (since >= t->refresh_ms || (!t->applied && since >= LIGHT_REFRESH_MS) ||
+             t->refresh_ms == 0))
+            refresh(t, now);
+        t->applied = false;
+        if (now - t->last_flush >= s->cfg.flush_ms || mem_bytes(t) >= s->cfg.flush_bytes)
+            flush(s, t, now);
+        if (now - t->last_retention >= 1000) {
+            t->last_retention = now;
+            retention(t);
+        }
+        pthread_mutex_lock(&t->mu);
+        bool want = !t->merging;
+        pthread_mutex_unlock(&t->mu);
+        if (want)
+            queue_merge(s, t);
+    }
+}
+
+/* ---- the merge thread ---- */
+
+/* Picks MERGE_FACTOR on-disk segments of one level (the lowest such level). */
+static void queue_merge(ck_sidx_t *s, stopic_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    if (t->merging || t->gone || t->ndisk < MERGE_FACTOR) {
+        pthread_mutex_unlock(&t->mu);
+        return;
+    }
+    int best = -1;
+    for (size_t i = 0; i < t->ndisk; i++) {
+        int lv = t->disk[i]->level, n = 0;
+        for (size_t j = 0; j < t->ndisk; j++)
+            n += t->disk[j]->level == lv;
+        if (n >= MERGE_FACTOR && (best < 0 || lv < best))
+            best = lv;
+    }
+    mjob_t *j = best < 0 ? NULL : ck_calloc(1, sizeof(*j));
+    if (j)
+        j->in = ck_calloc(MERGE_FACTOR, sizeof(*j->in));
+    if (!j || !j->in) {
+        if (j)
+            ck_free(j);
+        pthread_mutex_unlock(&t->mu);
+        return;
+    }
+    for (size_t i = 0; i < t->ndisk && j->n < MERGE_FACTOR; i++)
+        if (t->disk[i]->level == best)
+            j->in[j->n++] = sseg_ref(t->disk[i]);
+    j->level = best;
+    j->t = t;
+    atomic_fetch_add(&t->refs, 1);
+    t->merging = true;
+    pthread_mutex_unlock(&t->mu);
+    pthread_mutex_lock(&s->qmu);
+    mjob_t **pp = &s->qhead;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = j;
+    pthread_cond_signal(&s->qcv);
+    pthread_mutex_unlock(&s->qmu);
+}
+
+typedef struct keep_ctx {
+    sseg_t **in;
+    const int64_t *log_start;
+    int32_t npart;
+} keep_ctx_t;
+
+static bool keep_live(void *ctx, size_t seg, uint32_t doc)
+{
+    keep_ctx_t *k = ctx;
+    int32_t p;
+    int64_t off, ts;
+    ck_segment_doc(k->in[seg]->seg, doc, &p, &off, &ts);
+    return p < 0 || p >= k->npart || off >= k->log_start[p];
+}
+
+static void run_merge(mjob_t *j)
+{
+    stopic_t *t = j->t;
+    pthread_mutex_lock(&t->mu);
+    int32_t npart = t->npart;
+    int64_t *ls = ck_malloc(sizeof(int64_t) * (size_t)(npart ? npart : 1));
+    if (ls)
+        memcpy(ls, t->log_start, sizeof(int64_t) * (size_t)npart);
+    uint64_t gen = t->next_gen++;
+    bool gone = t->gone;
+    pthread_mutex_unlock(&t->mu);
+    int rc = ls ? 0 : CK_ENOMEM;
+    sseg_t *g = NULL;
+    if (!rc && !gone) {
+        keep_ctx_t k = {j->in, ls, npart};
+        uint8_t *img;
+        size_t len;
+        rc = merge_images(j->in, j->n, keep_live, &k, &img, &len);
+        if (!rc)
+            rc = persist_segment(t, img, len, gen, j->level + 1, &g);
+    }
+    ck_free(ls);
+    pthread_mutex_lock(&t->mu);
+    /* the inputs may have expired meanwhile; then this merge is stale */
+    size_t found = 0;
+    for (size_t i = 0; i < j->n; i++)
+        found += listed_gen(t, j->in[i]->gen);
+    bool ok = !rc && g && !t->gone && found == j->n;
+    if (ok) {
+        sseg_t **keep = ck_calloc(t->ndisk + 1, sizeof(*keep));
+        size_t nk = 0;
+        if (!keep) {
+            ok = false;
+        } else {
+            bool placed = false;
+            for (size_t i = 0; i < t->ndisk; i++) {
+                bool input = false;
+                for (size_t k = 0; k < j->n; k++)
+                    input |= t->disk[i] == j->in[k];
+                if (!input)
+                    keep[nk++] = t->disk[i];
+                else if (!placed) {
+                    keep[nk++] = g;
+                    placed = true;
+                }
+            }
+            sseg_t **old = t->disk;
+            size_t nold = t->ndisk;
+            t->disk = keep;
+            t->ndisk = nk;
+            if (commit_locked(t)) {
+                t->disk = old;
+                t->ndisk = nold;
+                ck_free(keep);
+                ok = false;
+            } else {
+                ck_free(old);
+                publish_locked(t);
+                t->merges++;
+            }
+        }
+    }
+    t->merging = false;
+    pthread_mutex_unlock(&t->mu);
+    char fin[1300];
+    if (ok) {
+        for (size_t i = 0; i < j->n; i++) {
+            seg_path(t, j->in[i]->gen, "cks", fin, sizeof(fin));
+            unlink(fin);
+            sseg_unref(j->in[i]); /* the list's reference */
+        }
+    } else if (g) {
+        seg_path(t, g->gen, "cks", fin, sizeof(fin));
+        unlink(fin);
+        sseg_unref(g);
+        if (rc)
+            CK_WARN("search", "%s: merge failed: %s", t->name, ck_strerror(rc));
+    }
+}
+
+static void *merger_main(void *arg)
+{
+    ck_sidx_t *s = arg;
+    pthread_mutex_lock(&s->qmu);
+    for (;;) {
+        while (!s->qhead && !s->stop)
+            pthread_cond_wait(&s->qcv, &s->qmu);
+        mjob_t *j = s->qhead;
+        if (!j)
+            break; /* stopping and drained */
+        s->qhead = j->next;
+        pthread_mutex_unlock(&s->qmu);
+        if (!s->stop)
+            run_merge(j);
+        else {
+            pthread_mutex_lock(&j->t->mu);
+            j->t->merging = false;
+            pthread_mutex_unlock(&j->t->mu);
+        }
+        for (size_t i = 0; i < j->n; i++)
+            sseg_unref(j->in[i]);
+        ck_free(j->in);
+        topic_unref(j->t);
+        ck_free(j);
+        pthread_mutex_lock(&s->qmu);
+    }
+    pthread_mutex_unlock(&s->qmu);
+    return NULL;
+}
+
+/* ---- drop / close ---- */
+
+static void unlink_open(ck_sidx_t *s, stopic_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->gone = true;
+    pthread_mutex_unlock(&t->mu);
+    registry_remove(s, t);
+}
+
+static void op_drop(void *cap, ck_idx_topic_t *it)
+{
+    ck_sidx_t *s = cap;
+    stopic_t *t = it->priv;
+    if (!t)
+        return;
+    unlink_open(s, t);
+    ck_rmtree(t->dir);
+    CK_INFO("search", "%s: search index removed", t->name);
+    t->it = NULL;
+    it->priv = NULL;
+    topic_unref(t);
+}
+
+static void op_close(void *cap, ck_idx_topic_t *it)
+{
+    ck_sidx_t *s = cap;
+    stopic_t *t = it->priv;
+    if (!t)
+        return;
+    unlink_open(s, t);
+    t->it = NULL;
+    it->priv = NULL;
+    topic_unref(t);
+}
+
+static bool op_enabled(const ck_topic_t *tp)
+{
+    const char *v = ck_topic_config(tp, "searchable", NULL);
+    if (!v)
+        v = ck_topic_config(tp, "searchable.enabled", NULL);
+    return v && !strcasecmp(v, "true");
+}
+
+const ck_capability_ops_t ck_sidx_ops = {
+    .name = "searchable",
+    .enabled = op_enabled,
+    .open_topic = op_open,
+    .config_topic = op_config,
+    .apply = op_apply,
+    .idle = op_idle,
+    .drop_topic = op_drop,
+    .close_topic = op_close,
+};
+
+/* ---- readers ---- */
+
+ck_sidx_snap_t *ck_sidx_acquire(ck_sidx_t *s, const char *index)
+{
+    snap_t *sn = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (stopic_t *t = s->open; t; t = t->lnext) {
+        if (!strcmp(t->name, index)) {
+            pthread_mutex_lock(&t->mu);
+            sn = t->snap;
+            if (sn)
+                atomic_fetch_add(&sn->refs, 1);
+            pthread_mutex_unlock(&t->mu);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return sn ? &sn->pub : NULL;
+}
+
+void ck_sidx_release(ck_sidx_snap_t *snap)
+{
+    if (snap)
+        snap_unref((snap_t *)((char *)snap - offsetof(snap_t, pub)));
+}
+
+bool ck_sidx_live(void *ctx, size_t seg, uint32_t doc)
+{
+    const ck_sidx_snap_t *sn = ctx;
+    int32_t p;
+    int64_t off, ts;
+    ck_segment_doc(sn->segs[seg], doc, &p, &off, &ts);
+    return p < 0 || p >= sn->npart || off >= sn->log_start[p];
+}
+
+int ck_sidx_list(ck_sidx_t *s, char ***names)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = 0;
+    for (stopic_t *t = s->open; t; t = t->lnext)
+        n++;
+    char **out = ck_calloc(n ? n : 1, sizeof(*out));
+    size_t i = 0;
+    for (stopic_t *t = s->open; t && out; t = t->lnext) {
+        out[i] = ck_strdup(t->name);
+        if (!out[i])
+            break;
+        i++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!out || i < n) {
+        for (size_t k = 0; out && k < i; k++)
+            ck_free(out[k]);
+        ck_free(out);
+        return CK_ENOMEM;
+    }
+    *names = out;
+    return (int)n;
+}
+
+bool ck_sidx_stats(ck_sidx_t *s, const char *index, ck_sidx_stats_t *st)
+{
+    bool found = false;
+    memset(st, 0, sizeof(*st));
+    pthread_mutex_lock(&s->mu);
+    for (stopic_t *t = s->open; t; t = t->lnext) {
+        if (strcmp(t->name, index))
+            continue;
+        found = true;
+        pthread_mutex_lock(&t->mu);
+        for (size_t i = 0; i < t->ndisk; i++) {
+            st->docs += t->disk[i]->ndocs;
+            st->disk_bytes += t->disk[i]->len;
+        }
+        for (size_t i = 0; i < t->nmem; i++) {
+            st->docs += t->mem[i]->ndocs;
+            st->mem_bytes += t->mem[i]->len;
+        }
+        st->segments_disk = (uint32_t)t->ndisk;
+        st->segments_mem = (uint32_t)t->nmem;
+        st->merges = t->merges;
+        st->flushes = t->flushes;
+        st->refreshes = t->refreshes;
+        pthread_mutex_unlock(&t->mu);
+        break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+/* ---- lifecycle ---- */
+
+int ck_sidx_new(const ck_sidx_config_t *cfg, ck_sidx_t **out)
+{
+    ck_sidx_t *s = ck_calloc(1, sizeof(*s));
+    if (!s)
+        return CK_ENOMEM;
+    s->cfg = *cfg;
+    if (s->cfg.flush_ms <= 0)
+        s->cfg.flush_ms = 30000;
+    if (!s->cfg.flush_bytes)
+        s->cfg.flush_bytes = 64u << 20;
+    s->dir = ck_strdup(cfg->dir);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->qmu, NULL);
+    pthread_cond_init(&s->qcv, NULL);
+    int rc = s->dir ? ck_mkdirs(s->dir) : CK_ENOMEM;
+    if (!rc && pthread_create(&s->merger, NULL, merger_main, s) != 0)
+        rc = CK_ENOMEM;
+    if (rc) {
+        ck_free(s->dir);
+        ck_free(s);
+        return rc;
+    }
+    s->merger_started = true;
+    *out = s;
+    return 0;
+}
+
+void ck_sidx_free(ck_sidx_t *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->qmu);
+    s->stop = true;
+    pthread_cond_broadcast(&s->qcv);
+    pthread_mutex_unlock(&s->qmu);
+    if (s->merger_started)
+        pthread_join(s->merger, NULL);
+    while (s->open) {
+        stopic_t *t = s->open;
+        s->open = t->lnext;
+        topic_unref(t);
+    }
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->qmu);
+    pthread_cond_destroy(&s->qcv);
+    ck_free(s->dir);
+    ck_free(s);
+}
