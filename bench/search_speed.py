@@ -20,8 +20,9 @@ binding overhead per query as Chronik pays HTTP + JSON):
              store); one transaction, executemany; size = the database file.
              Chronik: a topic with searchable=true, every document produced as JSON
              {"id","text"} with confluent-kafka (acks=all, linger.ms=5); docs/s = N over
-             first produce -> match_all total == N; size = <data>/search/<topic>/ when all
-             are searchable and again at the end of the run.
+             first produce -> match_all total == N; size = the segment files COMMIT lists
+             once every doc is committed and merges settled (the server commits every
+             second here), and <data>/search/<topic>/ again at the end of the run.
   latency    per query set (1, 2, 3 terms x uniform / by corpus frequency), top 10,
              sequential, after a few warm-up queries: p50/p99 wall time per query. Xapian:
              QueryParser (default OR, same stemmer) + Enquire.get_mset(0, 10); FTS5: OR of
@@ -347,7 +348,9 @@ def main():
                 else:
                     if not a.server_binary:
                         raise ChronikError("give --server-binary PATH or --url/--bootstrap")
-                    server = ChronikServer(a.server_binary, workdir, name="speed").start()
+                    # commits every second, so the size below is the committed index's
+                    server = ChronikServer(a.server_binary, workdir, name="speed",
+                                           extra_env={"CHRONIK_SEARCH_FLUSH_INTERVAL_MS": "1000"}).start()
                     client = ChronikClient(server.url, server.bootstrap, a.request_timeout)
                 client.create_topic(a.topic, a.partitions)
                 log("chronik: producing %d docs to %s (%d partitions)" % (a.docs, a.topic, a.partitions))
@@ -360,7 +363,7 @@ def main():
                 el = time.monotonic() - t_first
                 r.update(index_s=el, docs_s=a.docs / el)
                 sdir = os.path.join(server.data_dir, "search", a.topic) if server else None
-                r["size"] = dir_size(sdir) if sdir else None
+                r["size"] = committed_size(sdir, a.docs) if sdir else None
                 log("chronik: searchable after %.1f s: %.0f docs/s, index %s" % (
                     el, r["docs_s"], "-" if r["size"] is None else "%.1f MB" % (r["size"] / 1e6)))
                 for name in SET_NAMES:
@@ -397,6 +400,26 @@ def main():
 
     print_report(a, corpus, res, failures)
     return 1 if failures else 0
+
+
+def committed_size(sdir, ndocs, timeout=120.0):
+    """Bytes of the segments COMMIT lists, once COMMIT covers every doc and merges have
+    settled (the same size twice, 2 s apart); None if that does not happen in time."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with open(os.path.join(sdir, "COMMIT")) as f:
+                c = json.load(f)
+        except (OSError, ValueError):
+            c = None
+        if c and sum(c["partitions"]) >= ndocs:
+            size = sum(sg["bytes"] for sg in c["segments"])
+            if size == last:
+                return size
+            last = size
+        time.sleep(2.0)
+    return last
 
 
 def _fmt_size(n):

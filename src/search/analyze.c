@@ -9,6 +9,8 @@
  * which is what utf8proc_map() does minus its per-call malloc. */
 #include "search/analyze.h"
 
+#include <pthread.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -63,24 +65,48 @@ static const char *const stopwords_en[] = {
     "the", "their", "then", "there", "these", "they", "this", "to",  "was", "will", "with",
 };
 
+/* The stop words packed into integers (bytes in order, then the length), sorted: one
+ * packing and a binary search over integers per token instead of string compares. */
+static uint64_t stop_codes[sizeof(stopwords_en) / sizeof(stopwords_en[0])];
+static pthread_once_t stop_once = PTHREAD_ONCE_INIT;
+
+static inline uint64_t stop_pack(const char *t, size_t len)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++)
+        v = v << 8 | (uint8_t)t[i];
+    return v << 8 * (6 - len) | len;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void stop_init(void)
+{
+    size_t n = sizeof(stopwords_en) / sizeof(stopwords_en[0]);
+    for (size_t i = 0; i < n; i++)
+        stop_codes[i] = stop_pack(stopwords_en[i], strlen(stopwords_en[i]));
+    qsort(stop_codes, n, sizeof(stop_codes[0]), u64_cmp);
+}
+
 int ck_analyze_is_stopword(const char *term, size_t len)
 {
-    size_t lo = 0, hi = sizeof(stopwords_en) / sizeof(stopwords_en[0]);
-    if (len == 0 || len > 5)
+    if (len == 0 || len > 5) /* the longest stop word has 5 bytes */
         return 0;
+    pthread_once(&stop_once, stop_init);
+    uint64_t v = stop_pack(term, len);
+    size_t lo = 0, hi = sizeof(stop_codes) / sizeof(stop_codes[0]);
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const char *w = stopwords_en[mid];
-        size_t wl = strlen(w);
-        int c = memcmp(term, w, len < wl ? len : wl);
-        if (c == 0)
-            c = (len > wl) - (len < wl);
-        if (c == 0)
+        if (stop_codes[mid] == v)
             return 1;
-        if (c < 0)
-            hi = mid;
-        else
+        if (stop_codes[mid] < v)
             lo = mid + 1;
+        else
+            hi = mid;
     }
     return 0;
 }

@@ -1426,7 +1426,8 @@ static int run_segment(segrun_t *r)
             }
         }
         heap_t *h = r->r_heap;
-        ck_bm25_opts_t o = {wand_accept, r, false, 0};
+        bool accept = x->x_view->live || r->r_nexcl || r->r_nfilters;
+        ck_bm25_opts_t o = {accept ? wand_accept : NULL, r, false, 0};
         /* hits must beat the k-th of the earlier segments (ties go to the earlier ones) */
         if (h->h_n == h->h_k) {
             o.bo_has_min_score = true;

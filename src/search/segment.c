@@ -171,6 +171,30 @@ uint8_t ck_segment_norm_encode(uint32_t len)
     return (uint8_t)(16u + e * 16u + ((len >> e) - 16u));
 }
 
+/* ck_bm25_bound(tf, norm_table[norm], avgdl) for one field, memoized for small tf: finish
+ * and merge compute a bound per posting, and the same (tf, norm) pairs repeat. */
+#define BCACHE_TF 16
+typedef struct bcache {
+    double bc_avgdl;
+    float bc_v[BCACHE_TF][256]; /* 0 = not computed yet (bounds are > 0) */
+} bcache_t;
+
+static void bcache_init(bcache_t *c, double avgdl)
+{
+    c->bc_avgdl = avgdl;
+    memset(c->bc_v, 0, sizeof(c->bc_v));
+}
+
+static inline float bcache_bound(bcache_t *c, uint32_t tf, uint8_t norm)
+{
+    if (tf >= BCACHE_TF)
+        return ck_bm25_bound(tf, norm_table[norm], c->bc_avgdl);
+    float *v = &c->bc_v[tf][norm];
+    if (*v == 0.0f)
+        *v = ck_bm25_bound(tf, norm_table[norm], c->bc_avgdl);
+    return *v;
+}
+
 /* ---- image writer (shared by the builder and the merge, so both give the same bytes) ---- */
 
 typedef struct ofield {
@@ -464,7 +488,8 @@ struct ck_segbuild {
     size_t fcap;
     uint32_t *fslots; /* field hash: field id + 1, 0 = empty */
     uint32_t fmask;
-    uint32_t flast; /* last field used + 1 */
+    uint32_t flast;  /* last field used + 1 */
+    uint32_t flast2; /* the one used before it + 1 (docs alternate a field and _all) */
 
     bterm_t *terms;
     uint32_t nterms;
@@ -553,6 +578,7 @@ static void builder_reset(ck_segbuild_t *b)
     fields_free(b);
     b->nfields = 0;
     b->flast = 0;
+    b->flast2 = 0;
     if (b->fslots)
         memset(b->fslots, 0, ((size_t)b->fmask + 1) * sizeof *b->fslots);
     if (b->slots)
@@ -603,6 +629,15 @@ static inline int field_get(ck_segbuild_t *b, const char *name, size_t len, ck_s
         if (f->f_kind == kind && f->f_name_len == len && memcmp(f->f_name, name, len) == 0)
             return (int)b->flast - 1;
     }
+    if (b->flast2) {
+        bfield_t *f = &b->fields[b->flast2 - 1];
+        if (f->f_kind == kind && f->f_name_len == len && memcmp(f->f_name, name, len) == 0) {
+            uint32_t x = b->flast;
+            b->flast = b->flast2;
+            b->flast2 = x;
+            return (int)b->flast - 1;
+        }
+    }
     uint32_t h = hash_bytes((uint64_t)kind, (const uint8_t *)name, len);
     if (b->fslots) {
         for (uint32_t i = h & b->fmask;; i = (i + 1) & b->fmask) {
@@ -611,6 +646,7 @@ static inline int field_get(ck_segbuild_t *b, const char *name, size_t len, ck_s
                 break;
             bfield_t *f = &b->fields[s - 1];
             if (f->f_kind == kind && f->f_name_len == len && memcmp(f->f_name, name, len) == 0) {
+                b->flast2 = b->flast;
                 b->flast = s;
                 return (int)s - 1;
             }
@@ -654,6 +690,7 @@ static inline int field_get(ck_segbuild_t *b, const char *name, size_t len, ck_s
     while (b->fslots[i])
         i = (i + 1) & b->fmask;
     b->fslots[i] = id + 1;
+    b->flast2 = b->flast;
     b->flast = id + 1;
     return (int)id;
 }
@@ -898,14 +935,26 @@ static inline uint64_t slab_rd_varint(slab_rd_t *r)
 }
 
 typedef struct sterm {
+    uint64_t st_key; /* the first 8 bytes, big-endian, zero-padded: orders most pairs */
     const uint8_t *st_p;
     uint32_t st_len;
     uint32_t st_id;
 } sterm_t;
 
+static inline uint64_t sort_key(const uint8_t *p, size_t n)
+{
+    uint64_t k = 0;
+    for (size_t i = 0; i < 8; i++)
+        k = k << 8 | (i < n ? p[i] : 0);
+    return k;
+}
+
 static int sterm_cmp(const void *a, const void *b)
 {
     const sterm_t *x = a, *y = b;
+    if (x->st_key != y->st_key)
+        return x->st_key < y->st_key ? -1 : 1;
+    /* equal prefixes: "ab" < "ab\0" needs the lengths, longer ones the rest */
     return bytes_cmp(x->st_p, x->st_len, y->st_p, y->st_len);
 }
 
@@ -923,7 +972,7 @@ static int ford_cmp(const void *a, const void *b)
 
 /* Encodes one term's stream as a postings list appended to of->of_pl. */
 static int encode_term(ck_segbuild_t *b, const bterm_t *t, ck_postings_writer_t *w, bool text,
-                       const uint8_t *norms, double avgdl, ck_wbuf_t *pl)
+                       const uint8_t *norms, bcache_t *bc, ck_wbuf_t *pl)
 {
     slab_rd_t r = {b->pool, t->t_head, t->t_head + slice_size[0] - 4, t->t_wr, 0};
     uint32_t doc = NONE, tf = 0, pos = 0;
@@ -933,8 +982,7 @@ static int encode_term(ck_segbuild_t *b, const bterm_t *t, ck_postings_writer_t 
         uint64_t v = end ? 1 : slab_rd_varint(&r);
         if (v & 1) {
             if (doc != NONE) {
-                float bound = text ? ck_bm25_bound(tf, norm_table[norms[doc]], avgdl)
-                                   : ck_bm25_bound(tf, 1, 1.0);
+                float bound = text ? bcache_bound(bc, tf, norms[doc]) : ck_bm25_bound(tf, 1, 1.0);
                 rc = ck_postings_writer_add(w, doc, tf, text ? b->scratch : NULL, text ? tf : 0,
                                             bound);
                 if (rc)
@@ -966,6 +1014,7 @@ int ck_segbuild_finish(ck_segbuild_t *b, ck_wbuf_t *out)
     ford_t *order = ck_malloc(sizeof *order * (nf ? nf : 1));
     uint32_t *start = ck_calloc((size_t)nf + 1, sizeof *start);
     sterm_t *st = ck_malloc(sizeof *st * (b->nterms ? b->nterms : 1));
+    bcache_t *bc = ck_malloc(sizeof *bc);
     ck_postings_writer_t pw_text, pw_kw;
     ck_termdict_writer_t tw;
     ck_postings_writer_init(&pw_text, true);
@@ -973,7 +1022,7 @@ int ck_segbuild_finish(ck_segbuild_t *b, ck_wbuf_t *out)
     ck_termdict_writer_init(&tw);
     size_t out_len = out->len;
     int out_err = out->err;
-    if (!of || !order || !start || !st) {
+    if (!of || !order || !start || !st || !bc) {
         rc = CK_ENOMEM;
         goto done;
     }
@@ -985,7 +1034,8 @@ int ck_segbuild_finish(ck_segbuild_t *b, ck_wbuf_t *out)
     for (uint32_t i = 0; i < b->nterms; i++) {
         const bterm_t *t = &b->terms[i];
         uint32_t at = start[t->t_field]++;
-        st[at] = (sterm_t){b->arena + t->t_off, t->t_len, i};
+        st[at] =
+            (sterm_t){sort_key(b->arena + t->t_off, t->t_len), b->arena + t->t_off, t->t_len, i};
     }
     for (uint32_t i = nf; i > 0; i--)
         start[i] = start[i - 1];
@@ -1031,6 +1081,7 @@ int ck_segbuild_finish(ck_segbuild_t *b, ck_wbuf_t *out)
             for (size_t i = 0; i < f->f_nlens; i++)
                 o->of_norms[f->f_lens[2 * i]] = ck_segment_norm_encode(f->f_lens[2 * i + 1]);
             avgdl = (double)f->f_sum_len / f->f_doc_count;
+            bcache_init(bc, avgdl);
         }
         sterm_t *fs = st + start[fid];
         uint32_t n = start[fid + 1] - start[fid];
@@ -1038,7 +1089,7 @@ int ck_segbuild_finish(ck_segbuild_t *b, ck_wbuf_t *out)
         for (uint32_t i = 0; i < n; i++) {
             const bterm_t *t = &b->terms[fs[i].st_id];
             uint64_t at = o->of_pl.len;
-            rc = encode_term(b, t, text ? &pw_text : &pw_kw, text, o->of_norms, avgdl, &o->of_pl);
+            rc = encode_term(b, t, text ? &pw_text : &pw_kw, text, o->of_norms, bc, &o->of_pl);
             if (!rc)
                 rc = ck_termdict_writer_add(&tw, fs[i].st_p, fs[i].st_len, at, t->t_df);
             if (rc)
@@ -1064,6 +1115,7 @@ done:
     ck_free(order);
     ck_free(start);
     ck_free(st);
+    ck_free(bc);
     ck_postings_writer_free(&pw_text);
     ck_postings_writer_free(&pw_kw);
     ck_termdict_writer_free(&tw);
@@ -1532,8 +1584,11 @@ static int merge_terms(mctx_t *m, const mref_t *g, uint32_t k, ofield_t *o, doub
     ck_postings_writer_t *w = text ? &m->m_pw_text : &m->m_pw_kw;
     ck_termdict_iter_t *it = ck_malloc(sizeof *it * k);
     bool *live = ck_malloc(k);
+    bcache_t *bc = text ? ck_malloc(sizeof *bc) : NULL;
     int rc = 0;
-    if (!it || !live) {
+    if (bc)
+        bcache_init(bc, avgdl);
+    if (!it || !live || (text && !bc)) {
         rc = CK_ENOMEM;
         goto out;
     }
@@ -1595,7 +1650,7 @@ static int merge_terms(mctx_t *m, const mref_t *g, uint32_t k, ofield_t *o, doub
                         rc = np;
                         goto out;
                     }
-                    bound = ck_bm25_bound(tf, norm_table[o->of_norms[nd]], avgdl);
+                    bound = bcache_bound(bc, tf, o->of_norms[nd]);
                 } else {
                     bound = ck_bm25_bound(tf, 1, 1.0);
                 }
@@ -1635,6 +1690,7 @@ out:
     }
     ck_free(it);
     ck_free(live);
+    ck_free(bc);
     return rc;
 }
 

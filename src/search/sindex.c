@@ -48,9 +48,11 @@
 #include "core/logging.h"
 #include "search/docfields.h"
 
-#define MEM_MERGE 4         /* in-memory segments of one level merged together */
-#define MERGE_FACTOR 10     /* on-disk segments of one level merged together */
-#define LIGHT_REFRESH_MS 50 /* refresh this soon when the worker has nothing else to do */
+#define MEM_MERGE 4               /* in-memory segments of one level merged together ... */
+#define MEM_MERGE_MAX (16u << 20) /* ... up to this size (bigger ones wait for the flush) */
+#define MERGE_FACTOR 10           /* on-disk segments of one level merged together */
+#define LIGHT_REFRESH_MS 50       /* a small builder is refreshed this soon ... */
+#define LIGHT_REFRESH_DOCS 20000  /* ... small meaning at most this many docs */
 
 typedef struct sseg {
     _Atomic int refs;
@@ -86,15 +88,17 @@ typedef struct stopic {
     bool stopwords;
     int64_t refresh_ms;
     int64_t last_refresh, last_flush, last_retention;
-    bool applied; /* apply() ran since the last idle() */
-    bool broken;  /* a refresh lost builder docs: never commit again until reopened */
+    int64_t refresh_cost_ns; /* how long the last refresh took */
+    bool broken;             /* a refresh lost builder docs: never commit again until reopened */
     pthread_mutex_t mu;
     sseg_t **disk, **mem;
     size_t ndisk, nmem;
     snap_t *snap;
     uint64_t next_gen;
-    bool merging; /* a merge job is queued or running (mu) */
-    bool gone;    /* dropped or closed (mu) */
+    bool merging;        /* a merge job is queued or running (mu) */
+    size_t mem_inflight; /* mem[0..mem_inflight) are being flushed by the merge thread (mu) */
+    int flush_err;       /* the last flush's error, for the status (mu) */
+    bool gone;           /* dropped or closed (mu) */
     uint64_t merges, flushes, refreshes;
     struct stopic *lnext; /* ck_sidx.open */
 } stopic_t;
@@ -104,6 +108,9 @@ typedef struct mjob {
     sseg_t **in;
     size_t n;
     int level;
+    bool flush;    /* a flush of in-memory segments (else a merge of on-disk ones) */
+    int64_t *ckpt; /* flush: the checkpoint the segments cover (npart entries) */
+    int32_t npart;
     struct mjob *next;
 } mjob_t;
 
@@ -203,6 +210,13 @@ static void publish_locked(stopic_t *t)
         s->pub.segs[i] = s->g[i]->seg;
     s->pub.npart = t->npart;
     memcpy(s->pub.log_start, t->log_start, sizeof(int64_t) * (size_t)t->npart);
+    s->pub.all_live = true;
+    for (size_t i = 0; i < s->pub.nsegs && s->pub.all_live; i++)
+        for (int32_t p = 0; p < t->npart && s->pub.all_live; p++) {
+            int64_t lo, hi;
+            if (ck_segment_offsets(s->pub.segs[i], p, &lo, &hi) && lo < t->log_start[p])
+                s->pub.all_live = false;
+        }
     snprintf(s->lang, sizeof(s->lang), "%s", t->lang);
     s->pub.analyzer.kind = CK_ANALYZER_STANDARD;
     s->pub.analyzer.language = s->lang;
@@ -613,7 +627,6 @@ static int op_apply(void *cap, ck_idx_topic_t *it, const ck_idx_batch_t *b)
             return rc;
         *next = r->offset + 1;
     }
-    t->applied = true;
     return 0;
 }
 
@@ -642,26 +655,50 @@ static int merge_images(sseg_t **in, size_t n, bool (*keep)(void *, size_t, uint
 /* Level-merges the trailing in-memory segments (worker; small, so done inline). */
 static void merge_mem(stopic_t *t)
 {
-    while (t->nmem >= MEM_MERGE) {
-        size_t s0 = t->nmem - MEM_MERGE;
-        int level = t->mem[s0]->level;
-        for (size_t i = s0 + 1; i < t->nmem; i++)
-            if (t->mem[i]->level != level)
-                return;
-        if (s0 > 0 && t->mem[s0 - 1]->level == level)
-            return; /* cannot happen: groups merge as soon as they fill */
+    for (;;) {
+        /* the newest MEM_MERGE segments, if of one level and not being flushed */
+        sseg_t *in[MEM_MERGE];
+        pthread_mutex_lock(&t->mu);
+        size_t n = t->nmem;
+        bool ok = n >= MEM_MERGE && n - MEM_MERGE >= t->mem_inflight;
+        int level = ok ? t->mem[n - MEM_MERGE]->level : 0;
+        size_t bytes = 0;
+        for (size_t i = 0; ok && i < MEM_MERGE; i++) {
+            in[i] = t->mem[n - MEM_MERGE + i];
+            ok = in[i]->level == level;
+            bytes += in[i]->len;
+        }
+        ok = ok && bytes <= MEM_MERGE_MAX;
+        for (size_t i = 0; ok && i < MEM_MERGE; i++)
+            sseg_ref(in[i]);
+        pthread_mutex_unlock(&t->mu);
+        if (!ok)
+            return;
         uint8_t *img;
         size_t len;
-        sseg_t *g;
-        if (merge_images(t->mem + s0, MEM_MERGE, NULL, NULL, &img, &len) ||
-            sseg_new(img, len, 0, level + 1, &g))
-            return;
+        sseg_t *g = NULL;
+        int rc = merge_images(in, MEM_MERGE, NULL, NULL, &img, &len);
+        if (!rc)
+            rc = sseg_new(img, len, 0, level + 1, &g);
         pthread_mutex_lock(&t->mu);
-        for (size_t i = s0; i < t->nmem; i++)
-            sseg_unref(t->mem[i]);
-        t->mem[s0] = g;
-        t->nmem = s0 + 1;
+        /* the flush may have taken older ones off the front meanwhile; these are the tail */
+        n = t->nmem;
+        bool same = !rc && n >= MEM_MERGE;
+        for (size_t i = 0; same && i < MEM_MERGE; i++)
+            same = t->mem[n - MEM_MERGE + i] == in[i];
+        if (same) {
+            for (size_t i = 0; i < MEM_MERGE; i++)
+                sseg_unref(t->mem[n - MEM_MERGE + i]);
+            t->mem[n - MEM_MERGE] = g;
+            t->nmem = n - MEM_MERGE + 1;
+            g = NULL;
+        }
         pthread_mutex_unlock(&t->mu);
+        for (size_t i = 0; i < MEM_MERGE; i++)
+            sseg_unref(in[i]);
+        sseg_unref(g);
+        if (!same)
+            return;
     }
 }
 
@@ -670,7 +707,9 @@ static void refresh(stopic_t *t, int64_t now)
     t->last_refresh = now;
     if (ck_segbuild_ndocs(t->b) > 0) {
         ck_wbuf_t w = CK_WBUF_INIT;
+        int64_t t0 = ck_mono_ns();
         int rc = ck_segbuild_finish(t->b, &w);
+        t->refresh_cost_ns = ck_mono_ns() - t0;
         size_t len = 0;
         uint8_t *img = rc ? NULL : ck_wbuf_steal(&w, &len);
         sseg_t *g = NULL;
@@ -707,36 +746,72 @@ static void refresh(stopic_t *t, int64_t now)
 }
 
 static void queue_merge(ck_sidx_t *s, stopic_t *t);
+static void mq_push(ck_sidx_t *s, mjob_t *j);
 
-/* Commits the in-memory segments as one on-disk segment (worker). */
+/* Commits the in-memory segments as one on-disk segment: the worker hands them (with the
+ * checkpoint they cover) to the merge thread, which merges, writes and commits them while
+ * the worker keeps indexing and refreshing into newer in-memory segments. */
 static void flush(ck_sidx_t *s, stopic_t *t, int64_t now)
 {
     t->last_flush = now;
     if (t->broken)
         return;
     bool moved = false;
+    pthread_mutex_lock(&t->mu);
+    bool busy = t->mem_inflight > 0;
     for (int32_t p = 0; p < t->npart; p++)
         moved |= t->ckpt[p] != t->refreshed[p];
-    if (!t->nmem && !moved)
+    size_t nmem = t->nmem;
+    pthread_mutex_unlock(&t->mu);
+    if (busy || (!nmem && !moved))
         return;
+    mjob_t *j = ck_calloc(1, sizeof(*j));
+    if (j) {
+        j->in = ck_calloc(t->nmem ? t->nmem : 1, sizeof(*j->in));
+        j->ckpt = ck_malloc(sizeof(int64_t) * (size_t)(t->npart ? t->npart : 1));
+    }
+    if (!j || !j->in || !j->ckpt) {
+        if (j) {
+            ck_free(j->in);
+            ck_free(j->ckpt);
+        }
+        ck_free(j);
+        return;
+    }
+    j->flush = true;
+    j->npart = t->npart;
+    memcpy(j->ckpt, t->refreshed, sizeof(int64_t) * (size_t)t->npart);
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->nmem; i++)
+        j->in[j->n++] = sseg_ref(t->mem[i]);
+    t->mem_inflight = t->nmem ? t->nmem : 1; /* 1 also blocks a second checkpoint-only job */
+    atomic_fetch_add(&t->refs, 1);
+    j->t = t;
+    pthread_mutex_unlock(&t->mu);
+    mq_push(s, j);
+}
+
+/* Merge thread: the flush job's work. */
+static void run_flush(mjob_t *j)
+{
+    stopic_t *t = j->t;
     sseg_t *g = NULL;
     int rc = 0;
-    size_t nmem = t->nmem;
     uint64_t docs = 0;
-    for (size_t i = 0; i < nmem; i++)
-        docs += t->mem[i]->ndocs;
+    for (size_t i = 0; i < j->n; i++)
+        docs += j->in[i]->ndocs;
     if (docs) {
-        uint8_t *img;
-        size_t len;
-        if (nmem == 1) {
-            img = ck_malloc(t->mem[0]->len);
-            len = t->mem[0]->len;
+        uint8_t *img = NULL;
+        size_t len = 0;
+        if (j->n == 1) {
+            img = ck_malloc(j->in[0]->len);
+            len = j->in[0]->len;
             if (img)
-                memcpy(img, t->mem[0]->img, len);
+                memcpy(img, j->in[0]->img, len);
             else
                 rc = CK_ENOMEM;
         } else {
-            rc = merge_images(t->mem, nmem, NULL, NULL, &img, &len);
+            rc = merge_images(j->in, j->n, NULL, NULL, &img, &len);
         }
         if (!rc) {
             pthread_mutex_lock(&t->mu);
@@ -746,13 +821,20 @@ static void flush(ck_sidx_t *s, stopic_t *t, int64_t now)
         }
     }
     pthread_mutex_lock(&t->mu);
+    /* the job's segments are still the oldest in-memory ones (nothing else removes them) */
+    for (size_t i = 0; !rc && i < j->n; i++)
+        if (i >= t->nmem || t->mem[i] != j->in[i])
+            rc = CK_ESTATE;
+    if (!rc && t->gone)
+        rc = CK_ECLOSED;
     if (!rc && g)
         rc = list_push(&t->disk, &t->ndisk, g);
     if (!rc) {
-        int64_t *old = ck_malloc(sizeof(int64_t) * (size_t)t->npart);
+        int64_t *old = ck_malloc(sizeof(int64_t) * (size_t)(t->npart ? t->npart : 1));
         if (old)
             memcpy(old, t->ckpt, sizeof(int64_t) * (size_t)t->npart);
-        memcpy(t->ckpt, t->refreshed, sizeof(int64_t) * (size_t)t->npart);
+        for (int32_t p = 0; p < t->npart && p < j->npart; p++)
+            t->ckpt[p] = j->ckpt[p];
         rc = old ? commit_locked(t) : CK_ENOMEM;
         if (rc) {
             if (old)
@@ -763,27 +845,25 @@ static void flush(ck_sidx_t *s, stopic_t *t, int64_t now)
         ck_free(old);
     }
     if (!rc) {
-        for (size_t i = 0; i < nmem; i++)
+        for (size_t i = 0; i < j->n; i++)
             sseg_unref(t->mem[i]);
-        memmove(t->mem, t->mem + nmem, sizeof(*t->mem) * (t->nmem - nmem));
-        t->nmem -= nmem;
+        memmove(t->mem, t->mem + j->n, sizeof(*t->mem) * (t->nmem - j->n));
+        t->nmem -= j->n;
+        t->flushes++;
         publish_locked(t);
+    } else if (rc != CK_ECLOSED) {
+        t->flush_err = rc;
     }
+    t->mem_inflight = 0;
     pthread_mutex_unlock(&t->mu);
-    if (rc) {
-        if (g) {
-            char fin[1300];
-            seg_path(t, g->gen, "cks", fin, sizeof(fin));
-            unlink(fin);
-            sseg_unref(g);
-        }
-        ck_idx_topic_set_status(t->it, "cannot commit the search index: %s (retrying)",
-                                ck_strerror(rc));
-        CK_WARN("search", "%s: flush failed: %s", t->name, ck_strerror(rc));
-        return;
+    if (rc && g) {
+        char fin[1300];
+        seg_path(t, g->gen, "cks", fin, sizeof(fin));
+        unlink(fin);
+        sseg_unref(g);
     }
-    t->flushes++;
-    queue_merge(s, t);
+    if (rc && rc != CK_ECLOSED)
+        CK_WARN("search", "%s: flush failed: %s (retrying)", t->name, ck_strerror(rc));
 }
 
 /* Drops whole segments every doc of which is below its partition's log start. */
@@ -823,7 +903,7 @@ static void retention(stopic_t *t)
                 i++;
             }
         }
-        for (size_t i = 0; i < t->nmem;) {
+        for (size_t i = t->mem_inflight; i < t->nmem;) {
             if (expired(t, t->mem[i])) {
                 sseg_unref(t->mem[i]);
                 memmove(t->mem + i, t->mem + i + 1, sizeof(*t->mem) * (t->nmem - i - 1));
@@ -853,11 +933,18 @@ static void retention(stopic_t *t)
     pthread_mutex_unlock(&t->mu);
 }
 
-static size_t mem_bytes(const stopic_t *t)
+static size_t mem_bytes(stopic_t *t)
 {
     size_t n = 0;
-    for (size_t i = 0; i < t->nmem; i++)
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = t->mem_inflight; i < t->nmem; i++)
         n += t->mem[i]->len;
+    int err = t->flush_err;
+    t->flush_err = 0;
+    pthread_mutex_unlock(&t->mu);
+    if (err)
+        ck_idx_topic_set_status(t->it, "cannot commit the search index: %s (retrying)",
+                                ck_strerror(err));
     return n;
 }
 
@@ -872,12 +959,17 @@ static void op_idle(void *cap, int64_t now)
         for (int32_t p = 0; p < t->npart && !moved; p++)
             moved = t->refreshed[p] != t->next[p];
         int64_t since = now - t->last_refresh;
-        /* under load refresh every refresh_ms; when the queue drained, soon */
+        /* A refresh costs about the builder's size: small ones go out within 50 ms, big
+         * ones (a flood) at least every refresh_ms. */
+        bool small = ck_segbuild_ndocs(t->b) <= LIGHT_REFRESH_DOCS;
+        /* and refreshes take at most ~10% of the worker's time */
+        int64_t light = t->refresh_cost_ns / 100000;
+        if (light < LIGHT_REFRESH_MS)
+            light = LIGHT_REFRESH_MS;
         if ((pending || moved) &&
-            (since >= t->refresh_ms || (!t->applied && since >= LIGHT_REFRESH_MS) ||
-             t->refresh_ms == 0))
+            (since >= t->refresh_ms || t->refresh_ms == 0 || (small && since >= light))) {
             refresh(t, now);
-        t->applied = false;
+        }
         if (now - t->last_flush >= s->cfg.flush_ms || mem_bytes(t) >= s->cfg.flush_bytes)
             flush(s, t, now);
         if (now - t->last_retention >= 1000) {
@@ -927,6 +1019,11 @@ static void queue_merge(ck_sidx_t *s, stopic_t *t)
     atomic_fetch_add(&t->refs, 1);
     t->merging = true;
     pthread_mutex_unlock(&t->mu);
+    mq_push(s, j);
+}
+
+static void mq_push(ck_sidx_t *s, mjob_t *j)
+{
     pthread_mutex_lock(&s->qmu);
     mjob_t **pp = &s->qhead;
     while (*pp)
@@ -1043,16 +1140,23 @@ static void *merger_main(void *arg)
             break; /* stopping and drained */
         s->qhead = j->next;
         pthread_mutex_unlock(&s->qmu);
-        if (!s->stop)
-            run_merge(j);
-        else {
+        if (!s->stop) {
+            if (j->flush)
+                run_flush(j);
+            else
+                run_merge(j);
+        } else {
             pthread_mutex_lock(&j->t->mu);
-            j->t->merging = false;
+            if (j->flush)
+                j->t->mem_inflight = 0;
+            else
+                j->t->merging = false;
             pthread_mutex_unlock(&j->t->mu);
         }
         for (size_t i = 0; i < j->n; i++)
             sseg_unref(j->in[i]);
         ck_free(j->in);
+        ck_free(j->ckpt);
         topic_unref(j->t);
         ck_free(j);
         pthread_mutex_lock(&s->qmu);

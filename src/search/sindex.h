@@ -50,6 +50,7 @@ typedef struct ck_sidx_snap {
     size_t nsegs;
     int32_t npart;
     int64_t *log_start;            /* per partition: docs below are expired (retention) */
+    bool all_live;                 /* no doc of the snapshot is below its log start */
     ck_analyzer_config_t analyzer; /* language points into the snapshot */
 } ck_sidx_snap_t;
 

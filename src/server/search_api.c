@@ -101,61 +101,125 @@ typedef struct fetch_item {
     const char *topic;
     int32_t partition;
     int64_t offset;
-    ck_wbuf_t batch; /* the batch holding the record */
     int rc;
+    int32_t batch; /* index into fetch_op.batches, -1 = none */
+    json_t *src;   /* the hit's _source (owned), or NULL */
+    json_t *doc;   /* its "value" (borrowed from src) */
 } fetch_item_t;
+
+typedef struct fetch_batch {
+    ck_wbuf_t bytes;
+    const char *topic;
+    int32_t partition;
+    int64_t base, last;
+} fetch_batch_t;
 
 typedef struct fetch_op {
     fetch_item_t *items;
     size_t n;
+    size_t *order; /* items by (topic, partition, offset) */
+    fetch_batch_t *batches;
+    size_t nbatches;
 } fetch_op_t;
 
-/* Loop thread: copies each item's batch out of the log. */
+static int item_cmp(const void *a, const void *b, void *arg)
+{
+    const fetch_item_t *items = arg;
+    const fetch_item_t *x = &items[*(const size_t *)a], *y = &items[*(const size_t *)b];
+    int c = strcmp(x->topic, y->topic);
+    if (c)
+        return c;
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    return (x->offset > y->offset) - (x->offset < y->offset);
+}
+
+/* Loop thread: copies the batches holding the items out of the log, each batch once
+ * (hits are visited in offset order, so hits of one batch share it). */
 static void do_fetch(ck_api_t *a, void *arg)
 {
     fetch_op_t *op = arg;
-    for (size_t i = 0; i < op->n; i++) {
-        fetch_item_t *it = &op->items[i];
+    fetch_batch_t *cur = NULL;
+    for (size_t k = 0; k < op->n; k++) {
+        fetch_item_t *it = &op->items[op->order[k]];
         if (it->rc)
             continue;
+        if (cur && !strcmp(cur->topic, it->topic) && cur->partition == it->partition &&
+            it->offset >= cur->base && it->offset <= cur->last) {
+            it->batch = (int32_t)(cur - op->batches);
+            continue;
+        }
         ck_topic_t *t = ck_topics_get(a->d.topics, it->topic, (int)strlen(it->topic));
         if (!t || it->partition < 0 || it->partition >= t->npart) {
             it->rc = CK_ENOENT;
             continue;
         }
         ck_partition_t *p = t->parts[it->partition];
+        fetch_batch_t *b = &op->batches[op->nbatches];
+        memset(b, 0, sizeof(*b));
         int64_t n =
-            ck_partition_read(p, it->offset, ck_partition_durable_end(p), 1, true, &it->batch);
-        it->rc = n > 0 ? 0 : n == 0 ? CK_ENOENT : (int)n;
+            ck_partition_read(p, it->offset, ck_partition_durable_end(p), 1, true, &b->bytes);
+        if (n < 61) { /* no whole batch header */
+            ck_wbuf_free(&b->bytes);
+            it->rc = n < 0 ? (int)n : CK_ENOENT;
+            continue;
+        }
+        b->topic = it->topic;
+        b->partition = it->partition;
+        b->base = (int64_t)ck_get_u64(b->bytes.data);
+        b->last = b->base + (int32_t)ck_get_u32(b->bytes.data + 23);
+        cur = b;
+        it->batch = (int32_t)op->nbatches++;
     }
 }
 
-/* Finds the record at offset in a copied batch and builds the topic hit's _source
- * {topic, partition, offset, timestamp, key?, value}; *doc gets the value (borrowed from
- * the returned object) for highlighting and filtering. */
-static json_t *record_source(const fetch_item_t *it, ck_wbuf_t *scratch, json_t **doc)
+/* The topic hit's _source {topic, partition, offset, timestamp, key?, value}. */
+static json_t *record_json(const fetch_item_t *it, const ck_record_t *r, json_t **doc)
 {
-    ck_batch_iter_t bi;
-    *doc = NULL;
-    if (it->rc || ck_batch_iter_init(&bi, it->batch.data, it->batch.len, scratch))
-        return NULL;
-    ck_record_t r;
-    while (ck_batch_iter_next(&bi, &r) == 1) {
-        if (r.offset != it->offset)
+    json_t *src = json_object();
+    json_object_set_new(src, "topic", json_string(it->topic));
+    json_object_set_new(src, "partition", json_integer(it->partition));
+    json_object_set_new(src, "offset", json_integer(r->offset));
+    json_object_set_new(src, "timestamp", json_integer(r->timestamp));
+    if (r->key.len >= 0)
+        json_object_set_new(src, "key", bytes_string(r->key.ptr, (size_t)r->key.len));
+    *doc = value_json(r->value);
+    json_object_set_new(src, "value", *doc);
+    return src;
+}
+
+/* Decodes each fetched batch once and builds the sources of its items. */
+static void build_sources(fetch_op_t *op)
+{
+    ck_wbuf_t scratch = CK_WBUF_INIT;
+    size_t k = 0;
+    for (size_t bi = 0; bi < op->nbatches; bi++) {
+        while (k < op->n && op->items[op->order[k]].batch != (int32_t)bi)
+            k++; /* items of batch bi are consecutive in order */
+        fetch_batch_t *b = &op->batches[bi];
+        ck_batch_iter_t it;
+        ck_wbuf_reset(&scratch);
+        if (ck_batch_iter_init(&it, b->bytes.data, b->bytes.len, &scratch))
             continue;
-        json_t *src = json_object();
-        json_object_set_new(src, "topic", json_string(it->topic));
-        json_object_set_new(src, "partition", json_integer(it->partition));
-        json_object_set_new(src, "offset", json_integer(r.offset));
-        json_object_set_new(src, "timestamp", json_integer(r.timestamp));
-        if (r.key.len >= 0)
-            json_object_set_new(src, "key", bytes_string(r.key.ptr, (size_t)r.key.len));
-        json_t *v = value_json(r.value);
-        *doc = v;
-        json_object_set_new(src, "value", v);
-        return src;
+        ck_record_t r;
+        while (k < op->n && op->items[op->order[k]].batch == (int32_t)bi &&
+               ck_batch_iter_next(&it, &r) == 1) {
+            /* several hits may be the same record (one topic searched twice): all get it */
+            while (k < op->n) {
+                fetch_item_t *fi = &op->items[op->order[k]];
+                if (fi->batch != (int32_t)bi || fi->offset != r.offset)
+                    break;
+                fi->src = record_json(fi, &r, &fi->doc);
+                k++;
+            }
+            while (k < op->n && op->items[op->order[k]].batch == (int32_t)bi &&
+                   op->items[op->order[k]].offset < r.offset)
+                k++; /* not in the batch (compacted away) */
+        }
     }
-    return NULL;
+    ck_wbuf_free(&scratch);
+    for (size_t i = 0; i < op->nbatches; i++)
+        ck_wbuf_free(&op->batches[i].bytes);
 }
 
 /* ---------------------------------------------------------------- index resolution */
@@ -372,7 +436,7 @@ static void run_search(ck_api_t *a, ck_http_req_t *req, ck_http_resp_t *resp,
                 views[i].segs = sn->segs;
                 views[i].nsegs = sn->nsegs;
                 views[i].analyzer = sn->analyzer;
-                views[i].live = ck_sidx_live;
+                views[i].live = sn->all_live ? NULL : ck_sidx_live;
                 views[i].live_ctx = sn;
             }
             views[i].index = ts->t[i].name;
@@ -386,7 +450,12 @@ static void run_search(ck_api_t *a, ck_http_req_t *req, ck_http_resp_t *resp,
 
     /* the documents of the hits */
     fetch_item_t *items = ck_calloc(res.nhits ? res.nhits : 1, sizeof(*items));
-    if (!items) {
+    size_t *order = ck_calloc(res.nhits ? res.nhits : 1, sizeof(*order));
+    fetch_batch_t *batches = ck_calloc(res.nhits ? res.nhits : 1, sizeof(*batches));
+    if (!items || !order || !batches) {
+        ck_free(items);
+        ck_free(order);
+        ck_free(batches);
         es_error(resp, 500, "out_of_memory_error", "not enough memory");
         goto out;
     }
@@ -397,19 +466,26 @@ static void run_search(ck_api_t *a, ck_http_req_t *req, ck_http_resp_t *resp,
         items[i].topic = ts->t[h->view].name;
         ck_segment_doc(views[h->view].segs[h->seg], h->doc, &items[i].partition, &items[i].offset,
                        &ts_ms);
+        items[i].batch = -1;
+        order[i] = i;
         if (ts->t[h->view].rest)
             items[i].rc = CK_ENOENT; /* not a log record */
         else
             ntopic++;
     }
-    fetch_op_t fop = {items, res.nhits};
+    qsort_r(order, res.nhits, sizeof(*order), item_cmp, items);
+    fetch_op_t fop = {items, res.nhits, order, batches, 0};
     if (ntopic && ck__api_loop_call(a, do_fetch, &fop)) {
         ck_free(items);
+        ck_free(order);
+        ck_free(batches);
         es_error(resp, 503, "unavailable_shards_exception", "the server is shutting down");
         goto out;
     }
+    build_sources(&fop);
+    ck_free(order);
+    ck_free(batches);
     json_t *hits = json_array();
-    ck_wbuf_t scratch = CK_WBUF_INIT;
     for (size_t i = 0; i < res.nhits; i++) {
         const ck_search_hit_t *h = &res.hits[i];
         fetch_item_t *it = &items[i];
@@ -446,7 +522,8 @@ static void run_search(ck_api_t *a, ck_http_req_t *req, ck_http_resp_t *resp,
             json_array_append_new(hits, hit);
             continue;
         }
-        json_t *src = record_source(it, &scratch, &doc);
+        json_t *src = it->src;
+        doc = it->doc;
         if (src) {
             json_t *filtered =
                 json_is_object(doc) ? ck_search_source_filter(rq, doc) : json_incref(doc);
@@ -476,9 +553,7 @@ static void run_search(ck_api_t *a, ck_http_req_t *req, ck_http_resp_t *resp,
         if (h->sort)
             json_object_set(hit, "sort", h->sort);
         json_array_append_new(hits, hit);
-        ck_wbuf_free(&it->batch);
     }
-    ck_wbuf_free(&scratch);
     ck_free(items);
     json_t *total = res.has_total ? json_pack("{s:I,s:s}", "value", (json_int_t)res.total,
                                               "relation", res.total_is_lower_bound ? "gte" : "eq")
