@@ -557,13 +557,16 @@ class ChronikSystem:
         else:
             if not args.server_binary:
                 raise ChronikError("chronik: give --server-binary PATH or --url URL --bootstrap HOST:PORT")
-            self.server = ChronikServer(args.server_binary, workdir, name="quality").start()
+            # commits every second, so that index_size() finds the committed segments
+            self.server = ChronikServer(args.server_binary, workdir, name="quality",
+                                        extra_env={"CHRONIK_SEARCH_FLUSH_INTERVAL_MS": "1000"}).start()
             self.client = ChronikClient(self.server.url, self.server.bootstrap, timeout=args.request_timeout)
         if not self.client.bootstrap:
             raise ChronikError("chronik: --url needs --bootstrap HOST:PORT (Kafka) too")
 
     def index(self, docs):
         a = self.args
+        self.ndocs = len(docs)
         topic = a.topic
         extra = dict(kv.split("=", 1) for kv in a.topic_config)
         self.client.create_topic(topic, a.partitions, extra)
@@ -595,9 +598,22 @@ class ChronikSystem:
         return out
 
     def index_size(self):
-        if self.server is None:
+        """Bytes of the segments COMMIT lists once it covers every document (None when the
+        server is not ours)."""
+        if not self.server:
             return None
-        return dir_size(os.path.join(self.server.data_dir, "search", self.args.topic))
+        path = os.path.join(self.server.data_dir, "search", self.args.topic, "COMMIT")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with open(path) as f:
+                    c = json.load(f)
+                if sum(c["partitions"]) >= self.ndocs:
+                    return sum(sg["bytes"] for sg in c["segments"])
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.5)
+        return None
 
     def close(self):
         self.client.http.close()

@@ -372,6 +372,15 @@ def main():
                     r[name] = time_queries(search, qsets[name], a.set_budget)
                     log("chronik %s: p50 %s ms p99 %s ms (%d queries)" % (
                         name, ms(pct(r[name], 50)), ms(pct(r[name], 99)), len(r[name])))
+                # the round trip with no search work: HTTP, JSON both ways, request parsing
+                def empty(_q):
+                    st, resp = client.search(a.topic, {"query": {"match_none": {}}, "size": 10,
+                                                       "track_total_hits": False})
+                    if st != 200:
+                        raise ChronikError("match_none -> %d %s" % (st, short(resp)))
+                r["empty"] = time_queries(empty, list(range(1000)), a.set_budget)
+                log("chronik empty round trip (match_none): p50 %s ms p99 %s ms" % (
+                    ms(pct(r["empty"], 50)), ms(pct(r["empty"], 99))))
                 mixed = [q for grp in zip(*(qsets[n] for n in SET_NAMES)) for q in grp]
                 qps, qlat = chronik_qps(client.url, a.topic, mixed, a.clients, a.qps_seconds, a.request_timeout)
                 r.update(qps=qps, qps_lat=qlat)
@@ -497,6 +506,11 @@ def print_report(a, corpus, res, failures):
         print("| %s | %s |" % (name, " | ".join(cells)))
     if c.get("qps"):
         print("")
+        if c.get("empty"):
+            print("Chronik's round trip without search work (`match_none`, same client): p50 %s ms, "
+                  "p99 %s ms; most of Chronik's uniform-set latency is this HTTP/JSON cost." % (
+                      ms(pct(c["empty"], 50)), ms(pct(c["empty"], 99))))
+            print()
         print("Chronik throughput: %.0f queries/s with %d concurrent HTTP clients (keep-alive, all sets "
               "interleaved, %.0f s; p50 %s ms, p99 %s ms; the clients are Python threads on the same machine)."
               % (c["qps"], a.clients, a.qps_seconds, ms(pct(c["qps_lat"], 50)), ms(pct(c["qps_lat"], 99))))

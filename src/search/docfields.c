@@ -48,10 +48,8 @@ struct ck_docfields {
     ck_segbuild_t *d_b;
     const char *d_field;
     size_t d_flen;
-    uint32_t d_base;     /* position base of the current value in its field */
-    uint32_t d_all_base; /* position base of the current value in _all */
-    uint32_t d_last;     /* positions used by the current value (max + 1) */
-    bool d_to_all;
+    uint32_t d_base; /* position base of the current value in its field */
+    uint32_t d_last; /* positions used by the current value (max + 1) */
     int d_err;
 };
 
@@ -521,8 +519,6 @@ static int on_token(void *arg, const ck_token_t *t)
     ck_docfields_t *d = arg;
     int rc = ck_segbuild_text(d->d_b, d->d_field, d->d_flen, t->term, t->term_len,
                               d->d_base + t->position);
-    if (!rc && d->d_to_all)
-        rc = ck_segbuild_text(d->d_b, "_all", 4, t->term, t->term_len, d->d_all_base + t->position);
     if (t->position + 1 > d->d_last)
         d->d_last = t->position + 1;
     if (rc) {
@@ -557,12 +553,11 @@ static posbase_t *posbase(ck_docfields_t *d, const char *path, size_t len)
 }
 
 static int emit_text(ck_docfields_t *d, const char *field, size_t flen, const char *s, size_t n,
-                     bool to_all, posbase_t *pb)
+                     posbase_t *pb)
 {
     d->d_field = field;
     d->d_flen = flen;
     d->d_base = pb ? pb->next : 0;
-    d->d_to_all = to_all;
     d->d_last = 0;
     d->d_err = 0;
     int rc = ck_analyze(d->d_an, s, n, on_token, d);
@@ -570,12 +565,8 @@ static int emit_text(ck_docfields_t *d, const char *field, size_t flen, const ch
         return d->d_err;
     if (rc < 0)
         return rc;
-    if (d->d_last) {
-        if (pb)
-            pb->next += d->d_last + CK_DOC_POSITION_GAP;
-        if (to_all)
-            d->d_all_base += d->d_last + CK_DOC_POSITION_GAP;
-    }
+    if (d->d_last && pb)
+        pb->next += d->d_last + CK_DOC_POSITION_GAP;
     return 0;
 }
 
@@ -609,7 +600,7 @@ static int emit_leaf(ck_docfields_t *d, const leaf_t *l)
                         : snprintf(buf, sizeof(buf), "%.17g", l->num);
             if (mt == CK_MAP_KEYWORD)
                 return ck_segbuild_keyword(d->d_b, path, plen, buf, (size_t)n);
-            return emit_text(d, path, plen, buf, (size_t)n, true, posbase(d, path, plen));
+            return emit_text(d, path, plen, buf, (size_t)n, posbase(d, path, plen));
         }
         return ck_segbuild_number(d->d_b, path, plen, l->num);
     case LEAF_BOOL:
@@ -639,7 +630,7 @@ static int emit_leaf(ck_docfields_t *d, const leaf_t *l)
         posbase_t *pb = posbase(d, path, plen);
         if (!pb)
             return CK_ENOMEM;
-        int rc = emit_text(d, path, plen, s, n, true, pb);
+        int rc = emit_text(d, path, plen, s, n, pb);
         if (!rc && mt == CK_MAP_DYNAMIC)
             rc = emit_keyword_sub(d, path, plen, s, n);
         if (!rc && mt == CK_MAP_DYNAMIC && n >= 10 && n <= 35 && s[4] == '-' &&
@@ -650,9 +641,9 @@ static int emit_leaf(ck_docfields_t *d, const leaf_t *l)
     }
 }
 
-static int emit_plain(ck_docfields_t *d, const char *field, size_t flen, ck_slice_t v, bool to_all)
+static int emit_plain(ck_docfields_t *d, const char *field, size_t flen, ck_slice_t v)
 {
-    int rc = emit_text(d, field, flen, (const char *)v.ptr, (size_t)v.len, to_all, NULL);
+    int rc = emit_text(d, field, flen, (const char *)v.ptr, (size_t)v.len, NULL);
     if (!rc)
         rc = emit_keyword_sub(d, field, flen, (const char *)v.ptr, (size_t)v.len);
     return rc;
@@ -665,10 +656,9 @@ int ck_docfields_add(ck_docfields_t *d, ck_segbuild_t *b, int32_t partition, int
     if (rc)
         return rc;
     d->d_b = b;
-    d->d_all_base = 0;
     d->d_npos = 0;
     if (key.len >= 0) {
-        rc = emit_plain(d, "_key", 4, key, false);
+        rc = emit_plain(d, "_key", 4, key);
         if (rc)
             return rc;
     }
@@ -702,5 +692,5 @@ int ck_docfields_add(ck_docfields_t *d, ck_segbuild_t *b, int32_t partition, int
         if (rc != P_FAIL)
             return rc;
     }
-    return emit_plain(d, "_value", 6, value, true);
+    return emit_plain(d, "_value", 6, value);
 }

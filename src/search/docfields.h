@@ -11,8 +11,9 @@
  *   - a number: NUMBER P;
  *   - true/false: KEYWORD P ("true"/"false");
  *   - null, {} and []: nothing.
- * Every TEXT token of the value also goes to TEXT field "_all". A value that is not a JSON
- * object (plain text, a JSON scalar, invalid JSON) is TEXT "_value" (and "_all") plus
+ * There is no "_all" field in the index: the query layer expands `_all` into every TEXT
+ * field (but `_key`). A value that is not a JSON object (plain text, a JSON scalar,
+ * invalid JSON) is TEXT "_value" plus
  * KEYWORD "_value.keyword" (if short enough). A non-null key is TEXT "_key" and KEYWORD
  * "_key.keyword". The record's partition, offset and timestamp go to the doc table.
  *

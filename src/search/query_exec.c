@@ -1093,10 +1093,85 @@ static sc_t *mk_bool(ex_t *x, const ck__qnode_t *q)
     return s;
 }
 
+/* Is f the field of every text field? */
+static bool is_all_field(const char *f)
+{
+    return f && (strcmp(f, "_all") == 0 || strcmp(f, "*") == 0);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* `_all` is not indexed: a match, phrase or prefix on it is the same query on each TEXT
+ * field of the view except `_key` (the sum of their scores, like ES's most_fields). A
+ * view with a TEXT field named "_all" (built by hand, as in tests) uses it directly. The
+ * names are collected over every segment of the view, so each segment compiles the same
+ * tree and statistics stay view-wide. */
+static sc_t *mk_all_fields(ex_t *x, const ck__qnode_t *q)
+{
+    const ck_search_view_t *v = x->x_view;
+    size_t n = 0, cap = 0;
+    const char **names = NULL;
+    for (size_t i = 0; i < v->nsegs; i++) {
+        for (uint32_t f = 0; f < ck_segment_nfields(v->segs[i]); f++) {
+            const ck_seg_field_t *fd = ck_segment_field(v->segs[i], f);
+            if (fd->kind != CK_SEG_TEXT || strcmp(fd->name, "_key") == 0)
+                continue;
+            bool seen = false;
+            for (size_t k = 0; k < n && !seen; k++)
+                seen = strcmp(names[k], fd->name) == 0;
+            if (seen)
+                continue;
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                const char **nn = ck_realloc(names, nc * sizeof(*nn));
+                if (!nn) {
+                    ck_free(names);
+                    ex_oom(x);
+                    return NULL;
+                }
+                names = nn;
+                cap = nc;
+            }
+            names[n++] = fd->name;
+        }
+    }
+    if (n == 0) {
+        ck_free(names);
+        return q->q_kind == CK__Q_MATCH ? mk_match(x, "_all", q->q_text, q->q_text_len, q->q_op_and,
+                                                   &q->q_msm, q->q_boost)
+                                        : mk_none(x);
+    }
+    qsort(names, n, sizeof(*names), name_cmp); /* the same order in every segment */
+    sc_t *b = sc_new(x, S_BOOL);
+    if (!b) {
+        ck_free(names);
+        return NULL;
+    }
+    b->boost = 1.0;
+    b->msm = 1;
+    for (size_t i = 0; i < n; i++) {
+        ck__qnode_t c = *q;
+        c.q_field = (char *)names[i];
+        if (sc_add(x, b, compile(x, &c), CK__B_SHOULD)) {
+            sc_free(b);
+            ck_free(names);
+            return NULL;
+        }
+    }
+    ck_free(names);
+    return b;
+}
+
 static sc_t *compile(ex_t *x, const ck__qnode_t *q)
 {
     if (x->x_rc)
         return NULL;
+    if ((q->q_kind == CK__Q_MATCH || q->q_kind == CK__Q_PHRASE || q->q_kind == CK__Q_PREFIX) &&
+        is_all_field(q->q_field) && !view_has(x->x_view, "_all", CK_SEG_TEXT))
+        return mk_all_fields(x, q);
     switch (q->q_kind) {
     case CK__Q_ALL:
         return mk_all(x, q->q_boost);

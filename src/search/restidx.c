@@ -81,6 +81,7 @@
 #include "core/fs.h"
 #include "core/logging.h"
 #include "search/docfields.h"
+#include "search/restidx_int.h"
 
 #define LOG_MAGIC "CKRIDX1\n"
 #define LOG_HDR 8
@@ -115,12 +116,6 @@ typedef struct ri_seg {
     uint8_t *img;
     size_t len;
 } ri_seg_t;
-
-typedef struct ri_field {
-    char *path;
-    size_t len;
-    ck_map_type_t type;
-} ri_field_t;
 
 typedef struct ri_index ri_index_t;
 
@@ -189,26 +184,12 @@ struct ck_restidx_set {
 
 /* ---- small helpers ---- */
 
-static void set_err(ck_search_error_t *err, int status, const char *type, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void set_err(ck_search_error_t *err, int status, const char *type, const char *fmt, ...)
-{
-    if (!err)
-        return;
-    err->status = status;
-    snprintf(err->type, sizeof(err->type), "%s", type);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->reason, sizeof(err->reason), fmt, ap);
-    va_end(ap);
-}
-
 static int io_err(int rc, ck_search_error_t *err)
 {
     if (rc == CK_ENOMEM)
-        set_err(err, 500, "out_of_memory_error", "out of memory");
+        ck__restidx_err(err, 500, "out_of_memory_error", "out of memory");
     else
-        set_err(err, 500, "exception", "I/O error: %s", ck_strerror(rc));
+        ck__restidx_err(err, 500, "exception", "I/O error: %s", ck_strerror(rc));
     return rc;
 }
 
@@ -498,316 +479,10 @@ static int seg_from_wbuf(ck_wbuf_t *w, ri_seg_t **out)
     return 0;
 }
 
-/* ---- mapping ---- */
-
-typedef struct mapb {
-    ri_field_t *f;
-    size_t n, cap;
-} mapb_t;
-
-static int mapb_add(mapb_t *mb, const char *path, size_t len, ck_map_type_t t)
-{
-    if (len == 0 || len > CK_SEG_FIELD_MAX)
-        return 0; /* docfields never emits such paths */
-    if (mb->n == mb->cap) {
-        size_t nc = mb->cap ? mb->cap * 2 : 8;
-        ri_field_t *nf = ck_realloc(mb->f, nc * sizeof(*nf));
-        if (!nf)
-            return CK_ENOMEM;
-        mb->f = nf;
-        mb->cap = nc;
-    }
-    char *p = ck_strndup(path, len);
-    if (!p)
-        return CK_ENOMEM;
-    mb->f[mb->n++] = (ri_field_t){p, len, t};
-    return 0;
-}
-
-static void fields_free(ri_field_t *f, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        ck_free(f[i].path);
-    ck_free(f);
-}
-
-static int field_cmp(const char *a, size_t na, const char *b, size_t nb)
-{
-    int c = memcmp(a, b, na < nb ? na : nb);
-    return c ? c : (na > nb) - (na < nb);
-}
-static int field_qcmp(const void *x, const void *y)
-{
-    const ri_field_t *a = x, *b = y;
-    return field_cmp(a->path, a->len, b->path, b->len);
-}
-
-static bool type_in(const char *t, const char *const *list)
-{
-    for (; *list; list++)
-        if (!strcmp(t, *list))
-            return true;
-    return false;
-}
-
-static const char *const T_TEXT[] = {"text", "match_only_text", NULL};
-static const char *const T_KEYWORD[] = {"keyword", "constant_keyword", "wildcard", NULL};
-static const char *const T_NUMBER[] = {"long",          "integer", "short",      "byte",
-                                       "double",        "float",   "half_float", "scaled_float",
-                                       "unsigned_long", "date",    "date_nanos", NULL};
-static const char *const T_OTHER[] = {"boolean", "geo_point", "object", "nested", NULL};
-static const char *const ANALYZERS[] = {"standard", "english", "simple",  "whitespace",
-                                        "stop",     "default", "keyword", NULL};
-
-static bool type_known(const char *t)
-{
-    return type_in(t, T_TEXT) || type_in(t, T_KEYWORD) || type_in(t, T_NUMBER) ||
-           type_in(t, T_OTHER);
-}
-
-static int map_props(mapb_t *mb, const json_t *props, const char *prefix, int depth,
-                     ck_search_error_t *err);
-
-/* One field definition at path. */
-static int map_field(mapb_t *mb, const char *path, const char *leaf, const json_t *def, int depth,
-                     ck_search_error_t *err)
-{
-    if (!json_is_object(def)) {
-        set_err(err, 400, "mapper_parsing_exception",
-                "Expected map for property [type] on field [%s]", leaf);
-        return CK_EINVAL;
-    }
-    const json_t *type = json_object_get(def, "type");
-    const json_t *props = json_object_get(def, "properties");
-    if (props && !json_is_object(props)) {
-        set_err(err, 400, "mapper_parsing_exception",
-                "Expected map for property [properties] on field [%s]", leaf);
-        return CK_EINVAL;
-    }
-    if (!type) {
-        if (props)
-            return map_props(mb, props, path, depth + 1, err);
-        set_err(err, 400, "mapper_parsing_exception", "No type specified for field [%s]", leaf);
-        return CK_EINVAL;
-    }
-    const char *t = json_string_value(type);
-    if (!t || !type_known(t)) {
-        char *dump = t ? NULL : json_dumps(type, JSON_COMPACT | JSON_ENCODE_ANY);
-        set_err(err, 400, "mapper_parsing_exception",
-                "No handler for type [%s] declared on field [%s]",
-                t      ? t
-                : dump ? dump
-                       : "?",
-                leaf);
-        free(dump);
-        return CK_EINVAL;
-    }
-    if (!strcmp(t, "object") || !strcmp(t, "nested"))
-        return props ? map_props(mb, props, path, depth + 1, err) : 0;
-    /* multi-fields: validate their types; a text field with a keyword sub-field named
-     * "keyword" is exactly what docfields' dynamic rules produce (TEXT P, KEYWORD
-     * P.keyword), so it is left dynamic */
-    bool kw_sub = false;
-    const json_t *subs = json_object_get(def, "fields");
-    if (subs) {
-        if (!json_is_object(subs)) {
-            set_err(err, 400, "mapper_parsing_exception",
-                    "Expected map for property [fields] on field [%s]", leaf);
-            return CK_EINVAL;
-        }
-        const char *sk;
-        json_t *sd;
-        json_object_foreach((json_t *)subs, sk, sd)
-        {
-            const char *st = json_string_value(json_object_get(sd, "type"));
-            if (!json_is_object(sd) || !st || !type_known(st)) {
-                set_err(err, 400, "mapper_parsing_exception",
-                        "No handler for type [%s] declared on field [%s]", st ? st : "null", sk);
-                return CK_EINVAL;
-            }
-            if (!strcmp(sk, "keyword") && type_in(st, T_KEYWORD))
-                kw_sub = true;
-        }
-    }
-    size_t plen = strlen(path);
-    if (type_in(t, T_TEXT)) {
-        const json_t *an = json_object_get(def, "analyzer");
-        if (an) {
-            const char *a = json_string_value(an);
-            if (!a || !type_in(a, ANALYZERS)) {
-                set_err(err, 400, "mapper_parsing_exception",
-                        "analyzer [%s] has not been configured in mappings", a ? a : "null");
-                return CK_EINVAL;
-            }
-            if (!strcmp(a, "keyword"))
-                return mapb_add(mb, path, plen, CK_MAP_KEYWORD);
-        }
-        return kw_sub ? 0 : mapb_add(mb, path, plen, CK_MAP_TEXT);
-    }
-    if (type_in(t, T_KEYWORD))
-        return mapb_add(mb, path, plen, CK_MAP_KEYWORD);
-    if (type_in(t, T_NUMBER))
-        return mapb_add(mb, path, plen, CK_MAP_NUMBER);
-    if (!strcmp(t, "boolean"))
-        return mapb_add(mb, path, plen, CK_MAP_BOOLEAN);
-    /* geo_point: stored; "lat,lon" strings become one exact term, {lat, lon} objects
-     * numbers of P.lat / P.lon (dynamic); no geo queries yet */
-    return mapb_add(mb, path, plen, CK_MAP_KEYWORD);
-}
-
-static int map_props(mapb_t *mb, const json_t *props, const char *prefix, int depth,
-                     ck_search_error_t *err)
-{
-    if (depth > 20) {
-        set_err(err, 400, "mapper_parsing_exception", "mapping nested too deeply");
-        return CK_EINVAL;
-    }
-    const char *key;
-    json_t *def;
-    json_object_foreach((json_t *)props, key, def)
-    {
-        if (!*key) {
-            set_err(err, 400, "mapper_parsing_exception", "field name cannot be an empty string");
-            return CK_EINVAL;
-        }
-        size_t np = prefix ? strlen(prefix) : 0, nk = strlen(key);
-        char *path = ck_malloc(np + nk + 2);
-        if (!path)
-            return CK_ENOMEM;
-        if (prefix) {
-            memcpy(path, prefix, np);
-            path[np++] = '.';
-        }
-        memcpy(path + np, key, nk + 1);
-        int rc = map_field(mb, path, key, def, depth, err);
-        ck_free(path);
-        if (rc) {
-            if (rc == CK_ENOMEM)
-                set_err(err, 500, "out_of_memory_error", "out of memory");
-            return rc;
-        }
-    }
-    return 0;
-}
-
-static const char *const ROOT_KEYS[] = {"properties",
-                                        "dynamic",
-                                        "_source",
-                                        "date_detection",
-                                        "numeric_detection",
-                                        "dynamic_templates",
-                                        "dynamic_date_formats",
-                                        "_meta",
-                                        "_routing",
-                                        "runtime",
-                                        "enabled",
-                                        "_field_names",
-                                        NULL};
-
-/* Validates mappings (may be NULL) and builds the sorted field table. */
-static int map_build(const json_t *mappings, ri_field_t **out, size_t *nout, ck_search_error_t *err)
-{
-    *out = NULL;
-    *nout = 0;
-    if (!mappings)
-        return 0;
-    if (!json_is_object(mappings)) {
-        set_err(err, 400, "mapper_parsing_exception",
-                "Failed to parse mapping: mappings must be an object");
-        return CK_EINVAL;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)mappings, key, v)
-    {
-        if (!type_in(key, ROOT_KEYS)) {
-            char *dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            set_err(err, 400, "mapper_parsing_exception",
-                    "Root mapping definition has unsupported parameters:  [%s : %s]", key,
-                    dump ? dump : "?");
-            free(dump);
-            return CK_EINVAL;
-        }
-    }
-    const json_t *props = json_object_get(mappings, "properties");
-    if (!props)
-        return 0;
-    if (!json_is_object(props)) {
-        set_err(err, 400, "mapper_parsing_exception",
-                "Expected map for property [properties] on the root mapping");
-        return CK_EINVAL;
-    }
-    mapb_t mb = {0};
-    int rc = map_props(&mb, props, NULL, 0, err);
-    if (rc) {
-        fields_free(mb.f, mb.n);
-        return rc;
-    }
-    if (mb.n)
-        qsort(mb.f, mb.n, sizeof(*mb.f), field_qcmp);
-    *out = mb.f;
-    *nout = mb.n;
-    return 0;
-}
-
 static ck_map_type_t map_lookup(void *ctx, const char *path, size_t len)
 {
     const ri_index_t *ix = ctx;
-    size_t lo = 0, hi = ix->nfields;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = field_cmp(ix->fields[mid].path, ix->fields[mid].len, path, len);
-        if (c == 0)
-            return ix->fields[mid].type;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return CK_MAP_DYNAMIC;
-}
-
-/* ---- names ---- */
-
-int ck_restidx_check_name(const char *name, ck_search_error_t *err)
-{
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0) {
-        set_err(err, 400, "invalid_index_name_exception",
-                "Invalid index name [], must not be empty");
-        return CK_EINVAL;
-    }
-    if (n > CK_RESTIDX_NAME_MAX) {
-        set_err(err, 400, "invalid_index_name_exception",
-                "Invalid index name [%.200s...], index name is too long, (%zu > %d)", name, n,
-                CK_RESTIDX_NAME_MAX);
-        return CK_EINVAL;
-    }
-    if (!strcmp(name, ".") || !strcmp(name, "..")) {
-        set_err(err, 400, "invalid_index_name_exception",
-                "Invalid index name [%s], must not be '.' or '..'", name);
-        return CK_EINVAL;
-    }
-    if (name[0] == '_' || name[0] == '-' || name[0] == '+') {
-        set_err(err, 400, "invalid_index_name_exception",
-                "Invalid index name [%s], must not start with '_', '-', or '+'", name);
-        return CK_EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (strchr("\\/*?\"<>| ,#:", name[i]) || (unsigned char)name[i] < 0x20) {
-            set_err(err, 400, "invalid_index_name_exception",
-                    "Invalid index name [%s], must not contain the following characters "
-                    "[ , \", *, \\, <, |, ,, >, /, ?, #, :]",
-                    name);
-            return CK_EINVAL;
-        }
-        if (name[i] >= 'A' && name[i] <= 'Z') {
-            set_err(err, 400, "invalid_index_name_exception",
-                    "Invalid index name [%s], must be lowercase", name);
-            return CK_EINVAL;
-        }
-    }
-    return 0;
+    return ck__restidx_map_find(ix->fields, ix->nfields, path, len);
 }
 
 /* ---- snapshots ---- */
@@ -1271,7 +946,7 @@ static void ix_free(ri_index_t *ix)
     if (ix->fd >= 0)
         close(ix->fd);
     pthread_mutex_destroy(&ix->sync_lock);
-    fields_free(ix->fields, ix->nfields);
+    ck__restidx_fields_free(ix->fields, ix->nfields);
     json_decref(ix->mappings);
     pthread_mutex_destroy(&ix->lock);
     ck_free(ix->name);
@@ -1323,7 +998,7 @@ static int ix_new(const char *name, const char *dir, const json_t *meta, ri_inde
     ix->mappings = m ? json_deep_copy(m) : json_object();
     int rc = (!ix->name || !ix->dir || !ix->mappings) ? CK_ENOMEM : 0;
     if (!rc)
-        rc = map_build(m, &ix->fields, &ix->nfields, err);
+        rc = ck__restidx_map_build(m, &ix->fields, &ix->nfields, err);
     if (!rc)
         rc = ck_docfields_new(&DEFAULT_ANALYZER, &ix->df);
     if (!rc)
@@ -1653,7 +1328,7 @@ int ck_restidx_create(ck_restidx_set_t *set, const char *name, const json_t *bod
     if (rc)
         return rc;
     if (body && !json_is_object(body)) {
-        set_err(err, 400, "parse_exception", "request body is required to be an object");
+        ck__restidx_err(err, 400, "parse_exception", "request body is required to be an object");
         return CK_EINVAL;
     }
     const char *key;
@@ -1661,17 +1336,17 @@ int ck_restidx_create(ck_restidx_set_t *set, const char *name, const json_t *bod
     json_object_foreach((json_t *)body, key, v)
     {
         if (strcmp(key, "mappings") && strcmp(key, "settings") && strcmp(key, "aliases")) {
-            set_err(err, 400, "parse_exception", "unknown key [%s] for create index", key);
+            ck__restidx_err(err, 400, "parse_exception", "unknown key [%s] for create index", key);
             return CK_EINVAL;
         }
     }
     const json_t *mappings = json_object_get(body, "mappings");
     ri_field_t *f;
     size_t nf;
-    rc = map_build(mappings, &f, &nf, err);
+    rc = ck__restidx_map_build(mappings, &f, &nf, err);
     if (rc)
         return rc;
-    fields_free(f, nf);
+    ck__restidx_fields_free(f, nf);
 
     char uuid[CK_RESTIDX_UUID_LEN + 2];
     random_b64(uuid, 16);
@@ -1696,8 +1371,8 @@ int ck_restidx_create(ck_restidx_set_t *set, const char *name, const json_t *bod
     bool found;
     size_t at = set_pos(set, name, &found);
     if (found) {
-        set_err(err, 400, "resource_already_exists_exception", "index [%s/%s] already exists", name,
-                set->ix[at]->uuid);
+        ck__restidx_err(err, 400, "resource_already_exists_exception",
+                        "index [%s/%s] already exists", name, set->ix[at]->uuid);
         rc = CK_EEXIST;
         goto out;
     }
@@ -1822,7 +1497,8 @@ static int write_target(ck_restidx_set_t *set, const char *name, bool auto_creat
         ix = set_get(set, name);
     }
     if (!ix) {
-        set_err(err, 404, "index_not_found_exception", "no such index [%s]", name ? name : "");
+        ck__restidx_err(err, 404, "index_not_found_exception", "no such index [%s]",
+                        name ? name : "");
         return CK_ENOENT;
     }
     *out = ix;
@@ -1835,13 +1511,14 @@ static int write_lock(ri_index_t *ix, ck_search_error_t *err)
     pthread_mutex_lock(&ix->lock);
     if (ix->dropped) {
         pthread_mutex_unlock(&ix->lock);
-        set_err(err, 404, "index_not_found_exception", "no such index [%s]", ix->name);
+        ck__restidx_err(err, 404, "index_not_found_exception", "no such index [%s]", ix->name);
         return CK_ENOENT;
     }
     int sticky = atomic_load(&ix->err);
     if (sticky) {
         pthread_mutex_unlock(&ix->lock);
-        set_err(err, 500, "exception", "index [%s] refuses writes after an I/O error", ix->name);
+        ck__restidx_err(err, 500, "exception", "index [%s] refuses writes after an I/O error",
+                        ix->name);
         return sticky;
     }
     return 0;
@@ -1850,12 +1527,14 @@ static int write_lock(ri_index_t *ix, ck_search_error_t *err)
 static int check_id(const char *id, size_t n, ck_search_error_t *err)
 {
     if (n == 0) {
-        set_err(err, 400, "illegal_argument_exception", "if _id is specified it must not be empty");
+        ck__restidx_err(err, 400, "illegal_argument_exception",
+                        "if _id is specified it must not be empty");
         return CK_EINVAL;
     }
     if (n > CK_RESTIDX_ID_MAX) {
-        set_err(err, 400, "illegal_argument_exception",
-                "id [%.64s...] is too long, must be no longer than 512 bytes but was: %zu", id, n);
+        ck__restidx_err(err, 400, "illegal_argument_exception",
+                        "id [%.64s...] is too long, must be no longer than 512 bytes but was: %zu",
+                        id, n);
         return CK_EINVAL;
     }
     return 0;
@@ -1874,8 +1553,8 @@ int ck_restidx_index(ck_restidx_set_t *set, const char *name, const char *id, co
     if (rc)
         return rc;
     if (!json_is_object(doc)) {
-        set_err(err, 400, "mapper_parsing_exception",
-                "failed to parse, document is not a JSON object");
+        ck__restidx_err(err, 400, "mapper_parsing_exception",
+                        "failed to parse, document is not a JSON object");
         return CK_EINVAL;
     }
     char *src = json_dumps(doc, JSON_COMPACT);
@@ -1885,8 +1564,8 @@ int ck_restidx_index(ck_restidx_set_t *set, const char *name, const char *id, co
     ri_rec_t *r = NULL;
     ri_index_t *ix = NULL;
     if (srclen > CK_RESTIDX_DOC_MAX) {
-        set_err(err, 413, "illegal_argument_exception", "document of %zu bytes is too large",
-                srclen);
+        ck__restidx_err(err, 413, "illegal_argument_exception",
+                        "document of %zu bytes is too large", srclen);
         rc = CK_ETOOBIG;
         goto out;
     }

@@ -816,8 +816,14 @@ static void run_flush(mjob_t *j)
         if (!rc) {
             pthread_mutex_lock(&t->mu);
             uint64_t gen = t->next_gen++;
+            bool gone = t->gone; /* dropped: its folder may belong to a new topic now */
             pthread_mutex_unlock(&t->mu);
-            rc = persist_segment(t, img, len, gen, 0, &g);
+            if (gone) {
+                ck_free(img);
+                rc = CK_ECLOSED;
+            } else {
+                rc = persist_segment(t, img, len, gen, 0, &g);
+            }
         }
     }
     pthread_mutex_lock(&t->mu);

@@ -112,7 +112,7 @@ static json_t *capability_json(ck_api_t *a, const ck_topic_t *t, const char *cap
     bool on = v && !strcasecmp(v, "true");
     json_t *j = json_object();
     json_object_set_new(j, "enabled", json_boolean(on));
-    if (!on || strcmp(cap, "columnar") != 0) {
+    if (!on || (strcmp(cap, "columnar") != 0 && strcmp(cap, "searchable") != 0)) {
         if (on)
             json_object_set_new(j, "status", json_string("not available in this version"));
         return j;
@@ -124,14 +124,30 @@ static json_t *capability_json(ck_api_t *a, const ck_topic_t *t, const char *cap
         json_object_set_new(j, "status", json_string("starting"));
         return j;
     }
-    json_object_set_new(j, "status", json_string(st.status[0] ? st.status : st.ready ? "ok" : "starting"));
+    json_object_set_new(j, "status",
+                        json_string(st.status[0] ? st.status
+                                    : st.ready   ? "ok"
+                                                 : "starting"));
     json_object_set_new(j, "lag", json_integer(st.lag));
     json_t *parts = json_array();
     for (int p = 0; p < np && p < st.npart; p++)
-        json_array_append_new(parts, json_pack("{s:i,s:I,s:I,s:I}", "partition", p, "visible_offset",
-                                               (json_int_t)vis[p], "high_watermark", (json_int_t)hw[p], "lag",
-                                               (json_int_t)(hw[p] > vis[p] ? hw[p] - vis[p] : 0)));
+        json_array_append_new(parts,
+                              json_pack("{s:i,s:I,s:I,s:I}", "partition", p, "visible_offset",
+                                        (json_int_t)vis[p], "high_watermark", (json_int_t)hw[p],
+                                        "lag", (json_int_t)(hw[p] > vis[p] ? hw[p] - vis[p] : 0)));
     json_object_set_new(j, "partitions", parts);
+    if (strcmp(cap, "searchable") == 0) {
+        ck_sidx_stats_t ss;
+        if (ck_sidx_stats(a->d.search, t->name, &ss))
+            json_object_set_new(
+                j, "index",
+                json_pack("{s:I,s:i,s:i,s:I,s:I,s:I,s:I}", "docs", (json_int_t)ss.docs,
+                          "segments_disk", (int)ss.segments_disk, "segments_memory",
+                          (int)ss.segments_mem, "disk_bytes", (json_int_t)ss.disk_bytes,
+                          "memory_bytes", (json_int_t)ss.mem_bytes, "flushes",
+                          (json_int_t)ss.flushes, "merges", (json_int_t)ss.merges));
+        return j;
+    }
     char sname[300];
     ck_columnar_sql_name(t->name, sname, sizeof(sname));
     char buf[320];
@@ -160,8 +176,8 @@ static json_t *topic_json(ck_api_t *a, const ck_topic_t *t, bool detail)
 {
     char id[24];
     topic_id_text(t->id, id);
-    json_t *j = json_pack("{s:s,s:s,s:i,s:i}", "name", t->name, "topic_id", id, "partitions", (int)t->npart,
-                          "replication_factor", 1);
+    json_t *j = json_pack("{s:s,s:s,s:i,s:i}", "name", t->name, "topic_id", id, "partitions",
+                          (int)t->npart, "replication_factor", 1);
     json_t *cfg = json_object();
     for (const ck_cfg_def_t *d = ck_topic_cfg_defs; d->name; d++) {
         if (d->alias_of)
@@ -182,11 +198,12 @@ static json_t *topic_json(ck_api_t *a, const ck_topic_t *t, bool detail)
     json_t *parts = json_array();
     for (int32_t p = 0; p < t->npart; p++) {
         ck_partition_t *pp = t->parts[p];
-        json_array_append_new(parts, json_pack("{s:i,s:i,s:I,s:I,s:I,s:I}", "partition", (int)p, "leader", 1,
-                                               "log_start_offset", (json_int_t)ck_partition_log_start(pp),
-                                               "log_end_offset", (json_int_t)ck_partition_log_end(pp),
-                                               "high_watermark", (json_int_t)ck_partition_durable_end(pp),
-                                               "size_bytes", (json_int_t)ck_partition_size_bytes(pp)));
+        json_array_append_new(
+            parts, json_pack("{s:i,s:i,s:I,s:I,s:I,s:I}", "partition", (int)p, "leader", 1,
+                             "log_start_offset", (json_int_t)ck_partition_log_start(pp),
+                             "log_end_offset", (json_int_t)ck_partition_log_end(pp),
+                             "high_watermark", (json_int_t)ck_partition_durable_end(pp),
+                             "size_bytes", (json_int_t)ck_partition_size_bytes(pp)));
     }
     json_object_set_new(j, "partition_info", parts);
     return j;
@@ -212,7 +229,8 @@ static int config_from_json(json_t *cfg, ck_kvs_t *out, char *msg, int msglen)
             snprintf(num, sizeof(num), "%.17g", json_real_value(v));
             s = num;
         } else if (!json_is_null(v)) {
-            snprintf(msg, (size_t)msglen, "config value of %s must be a string, number or boolean", k);
+            snprintf(msg, (size_t)msglen, "config value of %s must be a string, number or boolean",
+                     k);
             return CK_EINVAL;
         }
         if (ck_kvs_set(out, k, s))
@@ -254,7 +272,8 @@ static void do_create(ck_api_t *a, void *arg)
         }
     }
     ck_topic_t *t = NULL;
-    int rc = ck_topics_create(a->d.topics, op->name, op->partitions, &cfg, false, op->msg, sizeof(op->msg), &t);
+    int rc = ck_topics_create(a->d.topics, op->name, op->partitions, &cfg, false, op->msg,
+                              sizeof(op->msg), &t);
     if (rc == CK_EEXIST) {
         op->status = 409;
         op->etype = "TopicAlreadyExists";
@@ -264,7 +283,8 @@ static void do_create(ck_api_t *a, void *arg)
     } else if (rc) {
         op->status = 500;
         op->etype = "StorageError";
-        snprintf(op->msg, sizeof(op->msg), "cannot create topic '%s': %s", op->name, ck_strerror(rc));
+        snprintf(op->msg, sizeof(op->msg), "cannot create topic '%s': %s", op->name,
+                 ck_strerror(rc));
     } else {
         op->status = 201;
         ck_indexer_poll(a->d.indexer);
@@ -309,15 +329,20 @@ static void h_topics_create(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     if (!cfg)
         cfg = json_object_get(b, "configs");
     if (!json_is_object(b) || !json_is_string(name)) {
-        ck_http_resp_error(resp, 422, "InvalidRequest", "body must be an object with a string field `name`");
-    } else if (parts && !json_is_null(parts) && (!json_is_integer(parts) || json_integer_value(parts) < 1 ||
-                                                  json_integer_value(parts) > 100000)) {
-        ck_http_resp_error(resp, 422, "InvalidRequest", "`partitions` must be an integer from 1 to 100000");
+        ck_http_resp_error(resp, 422, "InvalidRequest",
+                           "body must be an object with a string field `name`");
+    } else if (parts && !json_is_null(parts) &&
+               (!json_is_integer(parts) || json_integer_value(parts) < 1 ||
+                json_integer_value(parts) > 100000)) {
+        ck_http_resp_error(resp, 422, "InvalidRequest",
+                           "`partitions` must be an integer from 1 to 100000");
     } else if (cfg && !json_is_null(cfg) && !json_is_object(cfg)) {
-        ck_http_resp_error(resp, 422, "InvalidRequest", "`config` must be an object of key/value strings");
+        ck_http_resp_error(resp, 422, "InvalidRequest",
+                           "`config` must be an object of key/value strings");
     } else {
         json_t *rf = json_object_get(b, "replication_factor");
-        if (rf && json_is_integer(rf) && json_integer_value(rf) != 1 && json_integer_value(rf) != -1) {
+        if (rf && json_is_integer(rf) && json_integer_value(rf) != 1 &&
+            json_integer_value(rf) != -1) {
             ck_http_resp_error(resp, 400, "InvalidReplicationFactor",
                                "replication factor must be 1 on a single-node server (got %lld)",
                                (long long)json_integer_value(rf));
@@ -325,7 +350,8 @@ static void h_topics_create(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
             return;
         }
         topic_op_t op = {json_string_value(name),
-                         parts && json_is_integer(parts) ? (int32_t)json_integer_value(parts) : a->d.default_partitions,
+                         parts && json_is_integer(parts) ? (int32_t)json_integer_value(parts)
+                                                         : a->d.default_partitions,
                          json_is_object(cfg) ? cfg : NULL};
         if (!unavailable(a, ck__api_loop_call(a, do_create, &op), resp)) {
             if (op.out && wait_capabilities(a, op.name))
@@ -409,7 +435,8 @@ static void h_topic_delete(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     if (op.status == 404)
         not_found(resp, op.name);
     else if (op.status != 200)
-        ck_http_resp_error(resp, 500, "StorageError", "cannot delete the files of topic '%s'", op.name);
+        ck_http_resp_error(resp, 500, "StorageError", "cannot delete the files of topic '%s'",
+                           op.name);
     else
         ck_http_resp_json(resp, 200, json_pack("{s:s,s:b}", "name", op.name, "deleted", 1));
 }
@@ -425,7 +452,8 @@ static void do_alter(ck_api_t *a, void *arg)
         return;
     }
     ck_kvs_t cfg = {0}, changes = {0};
-    if (ck_kvs_copy(&cfg, &t->configs) || config_from_json(op->config, &changes, op->msg, sizeof(op->msg)))
+    if (ck_kvs_copy(&cfg, &t->configs) ||
+        config_from_json(op->config, &changes, op->msg, sizeof(op->msg)))
         goto out;
     const char *k;
     json_t *v;
@@ -467,7 +495,8 @@ static void h_topic_config(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     if (!cfg)
         cfg = b; /* a bare map of changes */
     if (!json_is_object(cfg)) {
-        ck_http_resp_error(resp, 422, "InvalidRequest", "body must be {\"config\": {\"key\": \"value\", ...}}");
+        ck_http_resp_error(resp, 422, "InvalidRequest",
+                           "body must be {\"config\": {\"key\": \"value\", ...}}");
         json_decref(b);
         return;
     }
@@ -490,8 +519,9 @@ static void h_topic_config(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 static void h_health(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 {
     ck_http_resp_json(resp, 200,
-                      json_pack("{s:s,s:s,s:b,s:b,s:b,s:b}", "status", "ok", "version", CK_VERSION, "sql_enabled", 1,
-                                "vector_enabled", 0, "search_enabled", 1, "admin_enabled", 0));
+                      json_pack("{s:s,s:s,s:b,s:b,s:b,s:b}", "status", "ok", "version", CK_VERSION,
+                                "sql_enabled", 1, "vector_enabled", 0, "search_enabled", 1,
+                                "admin_enabled", 0));
 }
 
 void ck_api_metrics(void *arg, ck_wbuf_t *out)
@@ -558,7 +588,8 @@ static bool mentions(const char *query, const char *name)
     size_t n = strlen(name);
     for (const char *p = query; (p = strcasestr(p, name)); p++) {
         char b = p == query ? ' ' : p[-1], e = p[n];
-        bool wb = !((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '_');
+        bool wb = !((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
+                    b == '_');
         bool we = !((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9'));
         if (wb && we)
             return true;
@@ -567,7 +598,8 @@ static bool mentions(const char *query, const char *name)
 }
 
 /* Waits for one topic's {"<partition>": offset} map. Returns false after answering. */
-static bool wait_offsets(ck_api_t *a, const char *topic, json_t *map, int64_t deadline, ck_http_resp_t *resp)
+static bool wait_offsets(ck_api_t *a, const char *topic, json_t *map, int64_t deadline,
+                         ck_http_resp_t *resp)
 {
     const char *k;
     json_t *v;
@@ -576,24 +608,28 @@ static bool wait_offsets(ck_api_t *a, const char *topic, json_t *map, int64_t de
         char *end;
         long p = strtol(k, &end, 10);
         if (*end || p < 0 || !json_is_integer(v)) {
-            ck_http_resp_error(resp, 422, "InvalidRequest",
-                               "min_offsets must map partition numbers to offsets, e.g. {\"0\": 42}");
+            ck_http_resp_error(
+                resp, 422, "InvalidRequest",
+                "min_offsets must map partition numbers to offsets, e.g. {\"0\": 42}");
             return false;
         }
         /* the record at that offset must be in the table: visible (next offset) > offset */
-        int rc = ck_indexer_wait(a->d.indexer, "columnar", topic, (int32_t)p, json_integer_value(v) + 1, deadline);
+        int rc = ck_indexer_wait(a->d.indexer, "columnar", topic, (int32_t)p,
+                                 json_integer_value(v) + 1, deadline);
         if (rc == CK_ECLOSED) {
             ck_http_resp_error(resp, 503, "ServiceUnavailable", "the server is shutting down");
             return false;
         }
         if (rc == CK_ENOENT) {
-            ck_http_resp_error(resp, 404, "TableNotFound", "topic '%s' has no columnar partition %ld", topic, p);
+            ck_http_resp_error(resp, 404, "TableNotFound",
+                               "topic '%s' has no columnar partition %ld", topic, p);
             return false;
         }
         if (rc) {
-            ck_http_resp_error(resp, 504, "Timeout",
-                               "the SQL tables of '%s' did not reach offset %lld of partition %ld in time", topic,
-                               (long long)json_integer_value(v), p);
+            ck_http_resp_error(
+                resp, 504, "Timeout",
+                "the SQL tables of '%s' did not reach offset %lld of partition %ld in time", topic,
+                (long long)json_integer_value(v), p);
             return false;
         }
     }
@@ -603,7 +639,8 @@ static bool wait_offsets(ck_api_t *a, const char *topic, json_t *map, int64_t de
 /* min_offsets: {"<p>": off} for the topic named by "topic" (or every columnar topic the
  * query mentions), or {"<topic>": {"<p>": off}}: wait until the record at each such
  * offset is in the tables (e.g. the offset a producer got back). */
-static bool read_your_writes(ck_api_t *a, json_t *body, const char *query, int64_t deadline, ck_http_resp_t *resp)
+static bool read_your_writes(ck_api_t *a, json_t *body, const char *query, int64_t deadline,
+                             ck_http_resp_t *resp)
 {
     json_t *mo = json_object_get(body, "min_offsets");
     if (!mo || json_is_null(mo))
@@ -621,7 +658,8 @@ static bool read_your_writes(ck_api_t *a, json_t *body, const char *query, int64
         {
             if (!json_is_object(v) || !wait_offsets(a, k, v, deadline, resp)) {
                 if (!json_is_object(v))
-                    ck_http_resp_error(resp, 422, "InvalidRequest", "min_offsets.%s must be an object", k);
+                    ck_http_resp_error(resp, 422, "InvalidRequest",
+                                       "min_offsets.%s must be an object", k);
                 return false;
             }
         }
@@ -653,19 +691,20 @@ static void sql_error(ck_api_t *a, ck_http_resp_t *resp, const ck_sql_error_t *e
             ck_columnar_table_t t;
             if (!ck_columnar_find_table(a->d.columnar, name, &t)) {
                 ck_http_resp_error(resp, 400, e->error_type ? e->error_type : "QueryError",
-                                   "%s (SQL tables exist for topics with columnar.enabled=true; see GET /_sql/tables)",
+                                   "%s (SQL tables exist for topics with columnar.enabled=true; "
+                                   "see GET /_sql/tables)",
                                    e->message);
                 return;
             }
         }
     }
-    ck_http_resp_error(resp, e->status ? e->status : 400, e->error_type ? e->error_type : "QueryError", "%s",
-                       e->message);
+    ck_http_resp_error(resp, e->status ? e->status : 400,
+                       e->error_type ? e->error_type : "QueryError", "%s", e->message);
 }
 
 /* Runs a user query (or its EXPLAIN) on a pooled connection and answers. */
-static void run_sql(ck_api_t *a, ck_http_resp_t *resp, const char *query, const ck_sql_opts_t *o, bool explain,
-                    bool physical)
+static void run_sql(ck_api_t *a, ck_http_resp_t *resp, const char *query, const ck_sql_opts_t *o,
+                    bool explain, bool physical)
 {
     duckdb_connection c = pool_get(a);
     if (!c) {
@@ -674,7 +713,8 @@ static void run_sql(ck_api_t *a, ck_http_resp_t *resp, const char *query, const 
     }
     ck_wbuf_t out = CK_WBUF_INIT;
     ck_sql_error_t err = {0};
-    int rc = explain ? ck_sql_explain(c, query, physical, &out, &err) : ck_sql_query(c, query, o, &out, &err);
+    int rc = explain ? ck_sql_explain(c, query, physical, &out, &err)
+                     : ck_sql_query(c, query, o, &out, &err);
     if (rc == 0) {
         size_t len;
         uint8_t *data = ck_wbuf_steal(&out, &len);
@@ -695,7 +735,8 @@ static bool sql_body(ck_http_req_t *req, ck_http_resp_t *resp, json_t **body, co
         return false;
     json_t *q = json_object_get(*body, "query");
     if (!json_is_object(*body) || !json_is_string(q)) {
-        ck_http_resp_error(resp, 422, "InvalidRequest", "body must be an object with a string field `query`");
+        ck_http_resp_error(resp, 422, "InvalidRequest",
+                           "body must be an object with a string field `query`");
         json_decref(*body);
         return false;
     }
@@ -714,8 +755,9 @@ static void h_sql(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     json_t *lim = json_object_get(body, "limit"), *to = json_object_get(body, "timeout_secs");
     if ((lim && !json_is_null(lim) && (!json_is_integer(lim) || json_integer_value(lim) < 0)) ||
         (to && !json_is_null(to) && (!json_is_number(to) || json_number_value(to) <= 0))) {
-        ck_http_resp_error(resp, 422, "InvalidRequest",
-                           "`limit` must be a non-negative integer and `timeout_secs` a positive number");
+        ck_http_resp_error(
+            resp, 422, "InvalidRequest",
+            "`limit` must be a non-negative integer and `timeout_secs` a positive number");
         json_decref(body);
         return;
     }
@@ -785,18 +827,18 @@ static void h_sql_describe(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     n = ck_columnar_columns(a->d.columnar, t.topic, cols, n);
     json_t *arr = json_array();
     for (int i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:b}", "name", cols[i].name, "data_type", cols[i].type,
-                                             "nullable", cols[i].nullable));
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:b}", "name", cols[i].name, "data_type",
+                                             cols[i].type, "nullable", cols[i].nullable));
     ck_free(cols);
     ck_http_resp_json(resp, 200,
-                      json_pack("{s:s,s:s,s:s,s:o}", "table", t.name, "topic", t.topic, "table_type",
-                                kind_names[t.kind], "columns", arr));
+                      json_pack("{s:s,s:s,s:s,s:o}", "table", t.name, "topic", t.topic,
+                                "table_type", kind_names[t.kind], "columns", arr));
 }
 
 /* ---------------------------------------------------------------- lifecycle */
 
-int ck_api_start(const ck_api_deps_t *deps, const char *bind, int port, size_t max_body, ck_api_t **out,
-                 int *bound_port, const char **msg)
+int ck_api_start(const ck_api_deps_t *deps, const char *bind, int port, size_t max_body,
+                 ck_api_t **out, int *bound_port, const char **msg)
 {
     ck_api_t *a = ck_calloc(1, sizeof(*a));
     if (!a) {

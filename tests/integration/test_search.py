@@ -338,7 +338,9 @@ def test_enable_later_backfills_and_alias(srv):
     wait_total(srv, t, 50)
     assert total(search(srv, t, {"query": {"match": {"msg": "backfilled"}}})) == 50
     caps = topic_info(srv, t)["capabilities"]["searchable"]
-    assert caps["enabled"] is True, caps
+    assert caps["enabled"] is True and caps["status"] == "ok" and caps["lag"] == 0, caps
+    assert caps["index"]["docs"] == 50 and [p["visible_offset"] for p in caps["partitions"]] == [
+        p["high_watermark"] for p in caps["partitions"]], caps
     # Kafka CreateTopics with the config
     t2 = unique_topic("kcreate")
     a = kp_admin(srv)
