@@ -264,6 +264,18 @@ static inline uint64_t ck_get_u64(const uint8_t *p)
 static inline uint16_t ck_get_u16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 
 /* Little-endian 32-bit integers (our own on-disk search formats; Kafka is big-endian). */
+/* The value of a hexadecimal digit, or -1. */
+static inline int ck_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 static inline uint32_t ck_get_le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;

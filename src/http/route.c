@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "http/http_int.h"
 
@@ -127,23 +128,12 @@ const ck__http_route_t *ck__http_route_match(ck__http_route_t *const *routes, in
     return best;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int ck__http_pct_decode(char *s)
 {
     char *w = s;
     for (const char *p = s; *p; p++) {
         int hi, lo;
-        if (p[0] == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0) {
+        if (p[0] == '%' && (hi = ck_hexval(p[1])) >= 0 && (lo = ck_hexval(p[2])) >= 0) {
             int c = hi * 16 + lo;
             if (c == 0)
                 return -1;

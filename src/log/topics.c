@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/buf.h"
 #include "core/crc32c.h"
 #include "core/err.h"
 #include "core/fs.h"
@@ -207,14 +208,6 @@ static int add(ck_topics_t *ts, ck_topic_t *t)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Parses one .topic file. Returns the topic (partitions not yet opened) or NULL. */
 static ck_topic_t *load_meta(const char *path, const char *name, int32_t *npart)
 {
@@ -246,7 +239,7 @@ static ck_topic_t *load_meta(const char *path, const char *name, int32_t *npart)
     for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (strncmp(line, "id ", 3) == 0 && strlen(line) == 35) {
             for (int i = 0; i < 16; i++)
-                t->id[i] = (uint8_t)(hexval(line[3 + 2 * i]) << 4 | hexval(line[4 + 2 * i]));
+                t->id[i] = (uint8_t)(ck_hexval(line[3 + 2 * i]) << 4 | ck_hexval(line[4 + 2 * i]));
         } else if (strncmp(line, "partitions ", 11) == 0) {
             *npart = (int32_t)strtol(line + 11, NULL, 10);
         } else if (strncmp(line, "config ", 7) == 0) {

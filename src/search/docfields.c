@@ -193,24 +193,13 @@ static void skip_ws(ck_docfields_t *d)
         d->d_p++;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int hex4(const char *p, const char *end, uint32_t *v)
 {
     if (end - p < 4)
         return P_FAIL;
     uint32_t x = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
+        int h = ck_hexval(p[i]);
         if (h < 0)
             return P_FAIL;
         x = x << 4 | (uint32_t)h;
