@@ -475,6 +475,14 @@ static void run_search(ck_api_t *a, ck_http_req_t *req, ck_http_resp_t *resp,
     }
     qsort_r(order, res.nhits, sizeof(*order), item_cmp, items);
     fetch_op_t fop = {items, res.nhits, order, batches, 0};
+    /* "_source": false and no highlight: the records are not read at all */
+    json_t *probe = json_object();
+    json_t *kept = probe ? ck_search_source_filter(rq, probe) : NULL;
+    bool need_docs = kept || ck_search_req_has_highlight(rq);
+    json_decref(kept);
+    json_decref(probe);
+    if (!need_docs)
+        ntopic = 0;
     if (ntopic && ck__api_loop_call(a, do_fetch, &fop)) {
         ck_free(items);
         ck_free(order);
@@ -544,7 +552,7 @@ static void run_search(ck_api_t *a, ck_http_req_t *req, ck_http_resp_t *resp,
             json_decref(filtered);
             if (src)
                 json_object_set_new(hit, "_source", src);
-        } else {
+        } else if (need_docs) {
             /* the record is gone (retention raced the search): show what the index knows */
             json_t *s = json_pack("{s:s,s:i,s:I}", "topic", it->topic, "partition", it->partition,
                                   "offset", (json_int_t)it->offset);
