@@ -22,7 +22,9 @@ binding overhead per query as Chronik pays HTTP + JSON):
              {"id","text"} with confluent-kafka (acks=all, linger.ms=5); docs/s = N over
              first produce -> match_all total == N; size = the segment files COMMIT lists
              once every doc is committed and merges settled (the server commits every
-             second here), and <data>/search/<topic>/ again at the end of the run.
+             second here), and <data>/search/<topic>/ again at the end of the run. Queries
+             start once the index has settled (no in-memory segment, no merge for 3 s),
+             as the baselines' indexes are complete when they are queried.
   latency    per query set (1, 2, 3 terms x uniform / by corpus frequency), top 10,
              sequential, after a few warm-up queries: p50/p99 wall time per query. Xapian:
              QueryParser (default OR, same stemmer) + Enquire.get_mset(0, 10); FTS5: OR of
@@ -364,6 +366,9 @@ def main():
                 r.update(index_s=el, docs_s=a.docs / el)
                 sdir = os.path.join(server.data_dir, "search", a.topic) if server else None
                 r["size"] = committed_size(sdir, a.docs) if sdir else None
+                settle_s = wait_settled(client, a.topic)
+                log("chronik: index settled %.1f s after the size was read (no in-memory segment, "
+                    "no merge for 3 s)" % settle_s)
                 log("chronik: searchable after %.1f s: %.0f docs/s, index %s" % (
                     el, r["docs_s"], "-" if r["size"] is None else "%.1f MB" % (r["size"] / 1e6)))
                 for name in SET_NAMES:
@@ -429,6 +434,25 @@ def committed_size(sdir, ndocs, timeout=120.0):
             last = size
         time.sleep(2.0)
     return last
+
+
+def wait_settled(client, topic, timeout=120.0):
+    """Waits until the topic's index has no in-memory segment and its merge count stays the
+    same for 3 s (GET /topics/{topic}), like a baseline whose index is built and committed
+    before it is queried. Returns the seconds waited."""
+    t0 = time.monotonic()
+    last, since = None, time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        st, body = client.http.request("GET", "/topics/" + topic)
+        idx = (((body or {}).get("capabilities") or {}).get("searchable") or {}).get("index") \
+            if st == 200 and isinstance(body, dict) else None
+        key = (idx.get("segments_memory"), idx.get("segments_disk"), idx.get("merges")) if idx else None
+        if key != last:
+            last, since = key, time.monotonic()
+        elif key and key[0] == 0 and time.monotonic() - since >= 3.0:
+            break
+        time.sleep(0.25)
+    return time.monotonic() - t0
 
 
 def _fmt_size(n):
