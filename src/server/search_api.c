@@ -51,6 +51,30 @@ static void es_error_from(ck_http_resp_t *resp, const ck_search_error_t *e, int 
                  ck_strerror(rc));
 }
 
+/* The request body as JSON (any Content-Type), or NULL after answering 400
+ * parse_exception as Elasticsearch does. An empty body is {} when allow_empty. */
+static json_t *es_json_body(ck_http_req_t *req, ck_http_resp_t *resp, bool allow_empty)
+{
+    size_t n = 0;
+    const char *b = ck_http_body(req, &n);
+    size_t i = 0;
+    while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n'))
+        i++;
+    if (i == n) {
+        if (allow_empty)
+            return json_object();
+        es_error(resp, 400, "parse_exception", "request body is required");
+        return NULL;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(b, n, JSON_DECODE_ANY, &je);
+    if (!j)
+        es_error(resp, 400, "parse_exception",
+                 "failed to parse the request body: %s (line %d, column %d)", je.text, je.line,
+                 je.column);
+    return j;
+}
+
 /* ---------------------------------------------------------------- JSON of bytes */
 
 /* A JSON string of arbitrary bytes: invalid UTF-8 sequences become U+FFFD. */
@@ -364,7 +388,7 @@ static json_t *search_body(ck_http_req_t *req, ck_http_resp_t *resp)
     bool empty = true;
     for (size_t i = 0; i < blen && empty; i++)
         empty = b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n';
-    json_t *body = ck_http_json_body(req, resp, true);
+    json_t *body = es_json_body(req, resp, true);
     if (!body)
         return NULL;
     if (!json_is_object(body)) {
@@ -637,7 +661,7 @@ static void h_index_create(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 {
     ck_api_t *a = ud;
     const char *name = ck_http_param(req, 0);
-    json_t *body = ck_http_json_body(req, resp, true);
+    json_t *body = es_json_body(req, resp, true);
     if (!body)
         return;
     ck_search_error_t err = {0};
@@ -694,7 +718,7 @@ static json_t *write_json(const char *index, const ck_restidx_write_t *w)
 static void put_doc(ck_api_t *a, ck_http_req_t *req, ck_http_resp_t *resp, const char *id)
 {
     const char *name = ck_http_param(req, 0);
-    json_t *body = ck_http_json_body(req, resp, false);
+    json_t *body = es_json_body(req, resp, false);
     if (!body)
         return;
     ck_search_error_t err = {0};

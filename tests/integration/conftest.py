@@ -223,6 +223,22 @@ def fresh_server(request, tmp_path_factory):
         srv.kill9()
 
 
+@pytest.fixture
+def own(request, tmp_path_factory):
+    """own(name, **env) starts a server of the test's own (HTTP API up); all are stopped
+    (exit 0 asserted) at the end of the test."""
+    from http_util import start_server, stop_servers
+    made = []
+
+    def make(name, **env):
+        s = start_server(request, tmp_path_factory, name, env)
+        made.append(s)
+        return s
+
+    yield make
+    stop_servers(made)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """On failure, attach the tail of the server output to the report."""

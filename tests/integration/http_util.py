@@ -169,6 +169,17 @@ def start_server(request, tmp_path_factory, name, env=None):
     return srv
 
 
+def module_api_server(request, tmp_path_factory, name, env=None):
+    """Generator for a module-scoped fixture: a server of the module's own with extra env,
+    its HTTP API up; stopped (exit code 0 asserted) when the module is done."""
+    s = _make_server(tmp_path_factory, name, env)
+    s.start()
+    request.module._chronik_servers = [s]
+    wait_http(s)
+    yield s
+    stop_servers([s])
+
+
 def stop_servers(servers):
     for s in servers:
         if s.alive():

@@ -16,9 +16,9 @@ from decimal import Decimal
 import pytest
 
 from conftest import ck_admin, kp_admin, unique_topic, wait_for
-from http_util import (b64, count, create_topic, curl, curl_json, expect, high_watermarks, http, json_producer,
-                       not_yet, produce_json, raw_producer, rows, scalar, sql, sql_name, sql_resp, start_server,
-                       stop_servers, timed, topic_info, tuples, wait_count, wait_http)
+from http_util import (b64, count, create_topic, curl, curl_json, expect, high_watermarks, http,
+                       json_producer, module_api_server, not_yet, produce_json, raw_producer, rows, scalar,
+                       sql, sql_name, sql_resp, timed, topic_info, tuples, wait_count, wait_http)
 from numbered import NumberedSender
 
 SYSTEM_COLUMNS = [
@@ -30,27 +30,7 @@ BIG_LIMIT = 1000000
 
 @pytest.fixture(scope="module")
 def srv(request, tmp_path_factory):
-    from conftest import _make_server
-    s = _make_server(tmp_path_factory, "sql", {"CHRONIK_COLUMNAR_FLUSH_INTERVAL_MS": "1000"})
-    s.start()
-    request.module._chronik_servers = [s]
-    wait_http(s)
-    yield s
-    stop_servers([s])
-
-
-@pytest.fixture
-def own(request, tmp_path_factory):
-    """own(name, **env) starts a server of the test's own; all are stopped (exit 0 asserted)."""
-    made = []
-
-    def make(name, **env):
-        s = start_server(request, tmp_path_factory, name, env)
-        made.append(s)
-        return s
-
-    yield make
-    stop_servers(made)
+    yield from module_api_server(request, tmp_path_factory, "sql", {"CHRONIK_COLUMNAR_FLUSH_INTERVAL_MS": "1000"})
 
 
 def describe(srv, table):
