@@ -19,7 +19,7 @@
 static bool match_any(char *const *pats, size_t n, const char *path)
 {
     for (size_t i = 0; i < n; i++)
-        if (ck__glob(pats[i], path))
+        if (ck_search_glob(pats[i], path))
             return true;
     return false;
 }
@@ -171,7 +171,7 @@ static void hset_free(hset_t *s)
 /* Does a query on qfield apply to the source path? */
 static bool field_applies(const char *qfield, const char *path)
 {
-    if (strcmp(qfield, "_all") == 0 || strcmp(qfield, "*") == 0 || ck__glob(qfield, path))
+    if (strcmp(qfield, "_all") == 0 || strcmp(qfield, "*") == 0 || ck_search_glob(qfield, path))
         return true;
     size_t pl = strlen(path);
     if (strncmp(qfield, path, pl) == 0 && strcmp(qfield + pl, ".keyword") == 0)
@@ -311,8 +311,8 @@ static void hl_leaf(hwalk_t *w, const char *path, const json_t *v)
     const ck_search_req_t *rq = w->w_rq;
     bool want = false;
     for (size_t i = 0; i < rq->r_hl_nfields && !want; i++)
-        want = ck__glob(rq->r_hl_fields[i], path) ||
-               (path[0] == '_' && ck__glob(rq->r_hl_fields[i], path + 1));
+        want = ck_search_glob(rq->r_hl_fields[i], path) ||
+               (path[0] == '_' && ck_search_glob(rq->r_hl_fields[i], path + 1));
     if (!want)
         return;
     hset_t set = {0};

@@ -120,4 +120,8 @@ json_t *ck_search_source_filter(const ck_search_req_t *rq, json_t *source);
 json_t *ck_search_highlight(const ck_search_req_t *rq, const ck_search_view_t *view,
                             const json_t *source);
 
+/* True if pat (with '*' wildcards, each any run of bytes) matches the whole of s. Used
+ * for index and field name patterns. */
+bool ck_search_glob(const char *pat, const char *s);
+
 #endif

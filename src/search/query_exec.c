@@ -917,6 +917,33 @@ static sc_t *mk_range(ex_t *x, const ck__qnode_t *q)
     return s;
 }
 
+/* Sets the bits of every doc holding a term of field fi that starts with prefix (all
+ * terms for an empty prefix). 0 or the error, also recorded in x. */
+static int bits_or_terms(ex_t *x, sc_t *s, const ck_segment_t *seg, uint32_t fi, const char *prefix,
+                         size_t plen)
+{
+    ck_termdict_iter_t it;
+    ck_termdict_iter_prefix(ck_segment_terms(seg, fi), &it, prefix, plen);
+    ck_postings_t *c = ck_malloc(sizeof(*c));
+    if (!c)
+        return ex_oom(x);
+    int rc;
+    while ((rc = ck_termdict_iter_next(&it)) == 1) {
+        rc = ck_segment_postings_at(seg, fi, ck_termdict_iter_value(&it), c);
+        if (!rc)
+            rc = bits_or_postings(x, s, c);
+        if (rc)
+            break;
+    }
+    ck_free(c);
+    if (rc < 0) {
+        if (!x->x_rc)
+            x->x_rc = ck__qerr_rc(x->x_err, rc);
+        return rc;
+    }
+    return 0;
+}
+
 static int bits_or_field_all(ex_t *x, sc_t *s, const char *name)
 {
     const ck_segment_t *seg = ex_seg(x);
@@ -934,28 +961,7 @@ static int bits_or_field_all(ex_t *x, sc_t *s, const char *name)
             bit_set(s, docs[i]);
     }
     fi = find_field(seg, name, CK_SEG_KEYWORD);
-    if (fi >= 0) {
-        ck_termdict_iter_t it;
-        ck_termdict_iter_all(ck_segment_terms(seg, (uint32_t)fi), &it);
-        ck_postings_t *c = ck_malloc(sizeof(*c));
-        if (!c)
-            return ex_oom(x);
-        int rc;
-        while ((rc = ck_termdict_iter_next(&it)) == 1) {
-            rc = ck_segment_postings_at(seg, (uint32_t)fi, ck_termdict_iter_value(&it), c);
-            if (!rc)
-                rc = bits_or_postings(x, s, c);
-            if (rc)
-                break;
-        }
-        ck_free(c);
-        if (rc < 0) {
-            if (!x->x_rc)
-                x->x_rc = ck__qerr_rc(x->x_err, rc);
-            return rc;
-        }
-    }
-    return 0;
+    return fi >= 0 ? bits_or_terms(x, s, seg, (uint32_t)fi, "", 0) : 0;
 }
 
 static sc_t *mk_exists(ex_t *x, const ck__qnode_t *q)
@@ -1014,26 +1020,7 @@ static sc_t *mk_prefix(ex_t *x, const ck__qnode_t *q)
     int fi = find_field(seg, tf, k);
     if (fi < 0)
         return s;
-    ck_termdict_iter_t it;
-    ck_termdict_iter_prefix(ck_segment_terms(seg, (uint32_t)fi), &it, q->q_text, q->q_text_len);
-    ck_postings_t *c = ck_malloc(sizeof(*c));
-    if (!c) {
-        sc_free(s);
-        ex_oom(x);
-        return NULL;
-    }
-    int rc;
-    while ((rc = ck_termdict_iter_next(&it)) == 1) {
-        rc = ck_segment_postings_at(seg, (uint32_t)fi, ck_termdict_iter_value(&it), c);
-        if (!rc)
-            rc = bits_or_postings(x, s, c);
-        if (rc)
-            break;
-    }
-    ck_free(c);
-    if (rc < 0) {
-        if (!x->x_rc)
-            x->x_rc = ck__qerr_rc(x->x_err, rc);
+    if (bits_or_terms(x, s, seg, (uint32_t)fi, q->q_text, q->q_text_len)) {
         sc_free(s);
         return NULL;
     }

@@ -114,8 +114,6 @@ int ck__qerr(ck_search_error_t *err, const char *type, const char *fmt, ...)
 /* Fills err for a CK_E* code from the engine (500) and returns rc. */
 int ck__qerr_rc(ck_search_error_t *err, int rc);
 
-/* True if pattern (with '*' wildcards) matches the whole of s. */
-bool ck__glob(const char *pat, const char *s);
 
 /* Parses an ES date math string: ISO-8601 date/date-time, or "now" with optional
  * [+-]N<unit> steps (y M w d h H m s) and a trailing "/unit" rounding. */

@@ -43,7 +43,7 @@ int ck__qerr_rc(ck_search_error_t *err, int rc)
     return rc;
 }
 
-bool ck__glob(const char *pat, const char *s)
+bool ck_search_glob(const char *pat, const char *s)
 {
     const char *star = NULL, *ss = NULL;
     while (*s) {

@@ -319,16 +319,6 @@ static int all_names(ck_api_t *a, char ***out)
     return nn;
 }
 
-/* Simple glob: '*' matches any run. */
-static bool glob_match(const char *pat, const char *s)
-{
-    if (!*pat)
-        return !*s;
-    if (*pat == '*')
-        return glob_match(pat + 1, s) || (*s && glob_match(pat, s + 1));
-    return *s == *pat && glob_match(pat + 1, s + 1);
-}
-
 /* Resolves "a,b,c*" (NULL, "", "_all" or "*" = every index). On a missing concrete name
  * fills resp with 404 and returns false. */
 static bool resolve(ck_api_t *a, const char *spec, targets_t *ts, ck_http_resp_t *resp)
@@ -355,7 +345,7 @@ static bool resolve(ck_api_t *a, const char *spec, targets_t *ts, ck_http_resp_t
                 continue;
             if (strchr(tok, '*')) {
                 for (int i = 0; i < nn; i++)
-                    if (glob_match(tok, names[i]))
+                    if (ck_search_glob(tok, names[i]))
                         add_topic(a, ts, names[i]);
                 continue;
             }
