@@ -25,12 +25,19 @@ binding overhead per query as Chronik pays HTTP + JSON):
              second here), and <data>/search/<topic>/ again at the end of the run. Queries
              start once the index has settled (no in-memory segment, no merge for 3 s),
              as the baselines' indexes are complete when they are queried.
+             Chronik, index build (measured last, like the baselines' build: the documents
+             are there before the clock starts): the same documents produced to a second
+             topic with searchable=false; then AlterConfigs searchable=true; docs/s = N over
+             that call -> match_all total == N, and -> the topic's COMMIT covers N records
+             (everything on disk).
   latency    per query set (1, 2, 3 terms x uniform / by corpus frequency), top 10,
              sequential, after a few warm-up queries: p50/p99 wall time per query. Xapian:
              QueryParser (default OR, same stemmer) + Enquire.get_mset(0, 10); FTS5: OR of
              quoted terms, ORDER BY rank LIMIT 10; Chronik: POST /<topic>/_search
-             {"query":{"match":{"text":q}},"size":10,"track_total_hits":false} on one
-             keep-alive connection (includes HTTP and JSON both ways). A set stops early
+             {"query":{"match":{"text":q}},"size":10,"track_total_hits":false,
+             "_source":false} on one keep-alive connection (includes HTTP and JSON both
+             ways; ids and scores, as the baselines return), then every set again without
+             "_source":false (each hit's record read back from the log). A set stops early
              when it has used --set-budget seconds (the count run is printed).
   QPS        Chronik: --clients threads (8), each with its own keep-alive connection,
              queries from all sets interleaved, --qps-seconds (10).
@@ -371,12 +378,20 @@ def main():
                     "no merge for 3 s)" % settle_s)
                 log("chronik: searchable after %.1f s: %.0f docs/s, index %s" % (
                     el, r["docs_s"], "-" if r["size"] is None else "%.1f MB" % (r["size"] / 1e6)))
+                # ids and scores only, as the baselines return; then with each hit's
+                # _source read back from the log
                 for name in SET_NAMES:
                     def search(q):
-                        client.match(a.topic, "text", q, 10, track_total_hits=False)
+                        client.match(a.topic, "text", q, 10, source=False, track_total_hits=False)
                     r[name] = time_queries(search, qsets[name], a.set_budget)
                     log("chronik %s: p50 %s ms p99 %s ms (%d queries)" % (
                         name, ms(pct(r[name], 50)), ms(pct(r[name], 99)), len(r[name])))
+                for name in SET_NAMES:
+                    def search_src(q):
+                        client.match(a.topic, "text", q, 10, track_total_hits=False)
+                    r[name + "+src"] = time_queries(search_src, qsets[name], a.set_budget)
+                    log("chronik %s with _source: p50 %s ms p99 %s ms (%d queries)" % (
+                        name, ms(pct(r[name + "+src"], 50)), ms(pct(r[name + "+src"], 99)), len(r[name + "+src"])))
                 # the round trip with no search work: HTTP, JSON both ways, request parsing
                 def empty(_q):
                     st, resp = client.search(a.topic, {"query": {"match_none": {}}, "size": 10,
@@ -400,6 +415,31 @@ def main():
                     ms(pct(flat, 50)), ms(pct(flat, 99)), len(flat), missing))
                 if sdir:
                     r["size_end"] = dir_size(sdir)
+                # the index build alone, as the baselines are timed: the documents are in
+                # the log already (a second topic, not searchable while they are produced);
+                # then searchable=true -> every doc searchable, and -> committed to disk
+                t2 = a.topic + "-build"
+                client.create_topic(t2, a.partitions, {"searchable": "false"})
+                log("chronik: producing %d docs to %s (not searchable)" % (a.docs, t2))
+                _t, ack2 = produce_confluent(
+                    client.bootstrap, t2,
+                    (json.dumps({"id": i, "text": t}).encode() for i, t in enumerate(texts)), a.index_timeout)
+                time.sleep(2.0)
+                log("chronik: produced in %.1f s; enabling searchable" % ack2)
+                from confluent_kafka.admin import AdminClient, ConfigResource
+                adm = AdminClient({"bootstrap.servers": client.bootstrap})
+                t_on = time.monotonic()
+                for _k, fut in adm.alter_configs([ConfigResource("topic", t2, set_config={"searchable": "true"})]).items():
+                    fut.result(30)
+                client.wait_searchable(t2, a.docs, a.index_timeout, error_grace=a.error_grace)
+                b_s = time.monotonic() - t_on
+                r.update(build_s=b_s, build_docs_s=a.docs / b_s)
+                if server:
+                    c_s = committed_after(os.path.join(server.data_dir, "search", t2), a.docs, t_on, a.index_timeout)
+                    if c_s is not None:
+                        r.update(build_commit_s=c_s, build_commit_docs_s=a.docs / c_s)
+                log("chronik: index build from the log: searchable after %.1f s (%.0f docs/s), committed after %s s" % (
+                    b_s, r["build_docs_s"], "%.1f" % r["build_commit_s"] if "build_commit_s" in r else "-"))
             except (ChronikError, OSError) as e:
                 log("chronik FAILED: %s" % e)
                 failures.append(("chronik", str(e)))
@@ -434,6 +474,20 @@ def committed_size(sdir, ndocs, timeout=120.0):
             last = size
         time.sleep(2.0)
     return last
+
+
+def committed_after(sdir, ndocs, t0, timeout):
+    """Seconds from t0 until the folder's COMMIT covers ndocs records (None at the timeout)."""
+    deadline = t0 + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(os.path.join(sdir, "COMMIT")) as f:
+                if sum(json.load(f)["partitions"]) >= ndocs:
+                    return time.monotonic() - t0
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return None
 
 
 def wait_settled(client, topic, timeout=120.0):
@@ -480,22 +534,28 @@ def print_report(a, corpus, res, failures):
     print("Corpus: %s (bench/search_corpus.py); %d words, %d distinct." % (
         corpus.describe(), corpus.tokens, len(corpus.counts)))
     print("")
-    print("| System | Indexing | Index size | Chronik / this: docs/s, size |")
+    print("| System | Indexing | Index size | Chronik / this: docs/s (index build; end to end), size |")
     print("|---|---|---|---|")
     c = res.get("chronik", {})
     for s in ok:
         r = res[s]
         extra = ""
         if s == "chronik":
+            if r.get("build_docs_s"):
+                commit = ("; committed to disk after %.1f s, %.0f docs/s" % (r["build_commit_s"], r["build_commit_docs_s"])
+                          if r.get("build_commit_s") else "")
+                print("| %s, index build | %.0f docs/s (%.1f s) | %s | documents already in the log (%d partitions): "
+                      "searchable=true -> all searchable%s |" % (
+                          names[s], r["build_docs_s"], r["build_s"], _fmt_size(r.get("size")), a.partitions, commit))
             extra = "first produce -> all searchable (%d partitions; all acked after %.1f s)" % (
                 a.partitions, r.get("produce_s", 0))
             if r.get("size_end") is not None:
                 extra += "; size at the end %s" % _fmt_size(r["size_end"])
-            print("| %s | %.0f docs/s (%.1f s) | %s | %s |" % (names[s], r["docs_s"], r["index_s"],
-                                                          _fmt_size(r.get("size")), extra))
+            print("| %s, end to end | %.0f docs/s (%.1f s) | %s | %s |" % (names[s], r["docs_s"], r["index_s"],
+                                                                        _fmt_size(r.get("size")), extra))
         else:
-            rat = "%s, %s" % (_ratio(c.get("docs_s"), r["docs_s"]), _ratio(c.get("size"), r["size"])) \
-                if "docs_s" in c else "-"
+            rat = "%s; %s, %s" % (_ratio(c.get("build_docs_s"), r["docs_s"]), _ratio(c.get("docs_s"), r["docs_s"]),
+                                  _ratio(c.get("size"), r["size"])) if "docs_s" in c else "-"
             size = _fmt_size(r["size"])
             if r.get("size_compact") is not None:
                 size += " (%s after xapian-compact)" % _fmt_size(r["size_compact"])
@@ -508,13 +568,19 @@ def print_report(a, corpus, res, failures):
           "searchable=true, JSON {\"id\",\"text\"} produced with confluent-kafka, acks=all. Sizes as built.")
     print("")
     print("Query latency, top 10, one client, sequential (ms, p50 / p99; n = queries timed). "
-          "Chronik's figures include HTTP and JSON both ways; the baselines run in-process.")
+          "Chronik's figures include HTTP and JSON both ways; the baselines run in-process. "
+          "The baselines return doc ids and scores; so does the Chronik column (`_source: false`), "
+          "and the last column has Chronik with every hit's `_source` read back from the log. "
+          "The ratios compare like with like (ids and scores).")
     print("")
+    src = "chronik" in ok and any(c.get(n + "+src") for n in SET_NAMES)
     hdr = "| Query set | " + " | ".join(names[s] for s in ok)
     if "chronik" in ok and base:
         hdr += " | " + " | ".join("Chronik / %s p50, p99" % names[s].split()[0] for s in base)
+    if src:
+        hdr += " | Chronik with _source"
     print(hdr + " |")
-    print("|---" * (1 + len(ok) + (len(base) if "chronik" in ok else 0)) + "|")
+    print("|---" * (1 + len(ok) + (len(base) if "chronik" in ok else 0) + (1 if src else 0)) + "|")
     for name in SET_NAMES:
         cells = []
         for s in ok:
@@ -527,6 +593,9 @@ def print_report(a, corpus, res, failures):
                              if l else "-")
         elif "chronik" in ok:
             cells += ["-"] * len(base)
+        if src:
+            l = c.get(name + "+src")
+            cells.append("%s / %s (n=%d)" % (ms(pct(l, 50)), ms(pct(l, 99)), len(l)) if l else "-")
         print("| %s | %s |" % (name, " | ".join(cells)))
     if c.get("qps"):
         print("")
@@ -551,9 +620,15 @@ def print_report(a, corpus, res, failures):
     for s in ok:
         r = res[s]
         kv = ["docs_s=%.0f" % r["docs_s"], "size=%s" % r.get("size")]
+        if r.get("build_docs_s"):
+            kv.append("build_docs_s=%.0f" % r["build_docs_s"])
+        if r.get("build_commit_docs_s"):
+            kv.append("build_commit_docs_s=%.0f" % r["build_commit_docs_s"])
         for name in SET_NAMES:
             if r.get(name):
                 kv.append("%s_p50_ms=%s %s_p99_ms=%s" % (name, ms(pct(r[name], 50)), name, ms(pct(r[name], 99))))
+            if r.get(name + "+src"):
+                kv.append("%s_source_p50_ms=%s" % (name, ms(pct(r[name + "+src"], 50))))
         if r.get("qps"):
             kv.append("qps=%.0f" % r["qps"])
         if r.get("fresh"):

@@ -28,25 +28,52 @@
 #define NORM_OPTS (UTF8PROC_STABLE | UTF8PROC_COMPAT | UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD)
 
 /* Stemming is the slowest step (libstemmer runs its Snowball program on every word), and
- * natural text repeats a small vocabulary, so stems of short terms are remembered in a
- * direct-mapped cache indexed by a hash of the folded term. */
-#define STEM_CACHE_SIZE 2048 /* entries, a power of two */
-#define STEM_CACHE_TERM 30   /* longest term and stem cached, in bytes */
+ * natural text repeats a small vocabulary, so the outcome for a folded term -- its stem,
+ * or that it is a stop word -- is remembered in a direct-mapped cache indexed by a hash of
+ * the term into pairs of slots (two-way). A miss replaces the entry of the pair with less
+ * credit, and only once the entry has used up its credit
+ * (each miss on the slot takes one, each hit gives one back), so that a rare word does not
+ * push out a frequent one. A query's analyzer sees a few words, an indexer's millions: the cache starts
+ * with STEM_CACHE_SMALL slots and grows to STEM_CACHE_BIG after STEM_CACHE_GROW misses
+ * (if that allocation fails it just stays small). */
+#define STEM_CACHE_SMALL 256    /* slots, powers of two */
+#define STEM_CACHE_BIG 32768    /* 2 MB */
+#define STEM_CACHE_GROW 16384   /* misses before growing */
+#define STEM_CACHE_TERM 30      /* longest term and stem cached, in bytes */
+#define STEM_CACHE_STOP 0xFF    /* sc_slen of a stop word */
+#define STEM_CACHE_HITS 3       /* a slot's credit: a miss takes one, a hit gives one back */
+
+/* Words scanned and folded before they are stemmed, so that their stem cache slots are
+ * fetched together (see analyze_standard). */
+#define WORD_BATCH 32
 
 typedef struct {
     uint8_t sc_tlen, sc_slen; /* sc_tlen 0: empty slot */
+    uint8_t sc_credit;        /* a miss replaces the entry only when this is 0 */
     char sc_term[STEM_CACHE_TERM];
     char sc_stem[STEM_CACHE_TERM];
+    uint8_t sc_pad;
 } stem_slot_t;
+_Static_assert(sizeof(stem_slot_t) == 64, "a stem cache slot is one cache line");
 
 struct ck_analyzer {
     ck_analyzer_kind_t an_kind;
     int an_stopwords;
     struct sb_stemmer *an_stemmer; /* NULL: no stemming */
-    stem_slot_t *an_stem_cache;    /* STEM_CACHE_SIZE slots when an_stemmer is set */
+    stem_slot_t *an_stem_cache;    /* an_stem_mask + 1 slots when an_stemmer is set */
+    uint32_t an_stem_mask;
+    uint32_t an_stem_misses;
     int32_t *an_cps;               /* normalization scratch, an_cps_cap code points */
     size_t an_cps_cap;
-    char an_ascii[CK_TOKEN_MAX]; /* folded ASCII word */
+    /* words scanned and folded, not yet stemmed and delivered (see analyze_standard) */
+    size_t an_nw, an_wlen;
+    struct word {
+        uint32_t w_off, w_len; /* folded bytes in an_wbytes */
+        uint32_t w_hash;       /* of the folded bytes (the stem cache's index) */
+        uint32_t w_pos;
+        size_t w_start, w_end; /* in the input */
+    } an_w[WORD_BATCH];
+    char an_wbytes[WORD_BATCH * CK_TOKEN_MAX];
 };
 
 /* Code-point classes of the scanner. */
@@ -198,22 +225,55 @@ static long fold_unicode(ck_analyzer_t *a, const uint8_t *w, size_t n)
     return bytes < 0 ? 0 : (long)bytes;
 }
 
-/* Replace the term (*term, *tlen) by its stem (in the cache or the stemmer's buffer). */
-static int stem(ck_analyzer_t *a, const char **term, size_t *tlen)
+static void stem_cache_grow(ck_analyzer_t *a)
+{
+    stem_slot_t *big = ck_calloc(STEM_CACHE_BIG, sizeof(*big));
+    if (!big)
+        return;
+    ck_free(a->an_stem_cache);
+    a->an_stem_cache = big;
+    a->an_stem_mask = STEM_CACHE_BIG - 1;
+}
+
+/* Replace the term (*term, *tlen) by its stem (in the cache or the stemmer's buffer);
+ * *tlen = 0 if it is a stop word (and the analyzer drops them). */
+static int stem(ck_analyzer_t *a, const char **term, size_t *tlen, uint32_t h)
 {
     const char *t = *term;
     size_t n = *tlen;
     stem_slot_t *slot = NULL;
     if (n <= STEM_CACHE_TERM) {
-        uint32_t h = 2166136261u; /* FNV-1a */
-        for (size_t i = 0; i < n; i++)
-            h = (h ^ (uint8_t)t[i]) * 16777619u;
-        slot = &a->an_stem_cache[h & (STEM_CACHE_SIZE - 1)];
-        if (slot->sc_tlen == n && memcmp(slot->sc_term, t, n) == 0) {
-            *term = slot->sc_stem;
-            *tlen = slot->sc_slen;
-            return 0;
+        /* two-way: the pair of slots at h (an even index and the next) */
+        stem_slot_t *pair = &a->an_stem_cache[h & a->an_stem_mask & ~1u];
+        for (int w = 0; w < 2; w++) {
+            slot = &pair[w];
+            if (slot->sc_tlen == n && memcmp(slot->sc_term, t, n) == 0) {
+                if (slot->sc_credit < STEM_CACHE_HITS)
+                    slot->sc_credit++;
+                *term = slot->sc_stem;
+                *tlen = slot->sc_slen == STEM_CACHE_STOP ? 0 : slot->sc_slen;
+                return 0;
+            }
         }
+        if (++a->an_stem_misses == STEM_CACHE_GROW && a->an_stem_mask < STEM_CACHE_BIG - 1) {
+            stem_cache_grow(a);
+            pair = &a->an_stem_cache[h & a->an_stem_mask & ~1u];
+        }
+        slot = pair[1].sc_credit < pair[0].sc_credit ? &pair[1] : &pair[0];
+        if (slot->sc_credit) { /* keep both entries; this word is not cached */
+            slot->sc_credit--;
+            slot = NULL;
+        }
+    }
+    if (a->an_stopwords && ck_analyze_is_stopword(t, n)) {
+        if (slot) {
+            slot->sc_tlen = (uint8_t)n;
+            slot->sc_slen = STEM_CACHE_STOP;
+            slot->sc_credit = 1;
+            memcpy(slot->sc_term, t, n);
+        }
+        *tlen = 0;
+        return 0;
     }
     const sb_symbol *st = sb_stemmer_stem(a->an_stemmer, (const sb_symbol *)t, (int)n);
     if (!st)
@@ -222,6 +282,7 @@ static int stem(ck_analyzer_t *a, const char **term, size_t *tlen)
     if (slot && sn <= STEM_CACHE_TERM) {
         slot->sc_tlen = (uint8_t)n;
         slot->sc_slen = (uint8_t)sn;
+        slot->sc_credit = 1;
         memcpy(slot->sc_term, t, n);
         memcpy(slot->sc_stem, st, sn);
     }
@@ -230,57 +291,100 @@ static int stem(ck_analyzer_t *a, const char **term, size_t *tlen)
     return 0;
 }
 
-/* Fold, filter and stem the word s[start..end) and hand it to cb. */
-static int emit_word(ck_analyzer_t *a, const uint8_t *s, size_t start, size_t end, int ascii,
-                     uint32_t pos, ck_token_cb cb, void *arg)
+static inline uint32_t fnv1a(const char *t, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)t[i]) * 16777619u;
+    return h;
+}
+
+/* Folds the word s[start..end) into the batch (and fetches its stem cache slot). */
+static int add_word(ck_analyzer_t *a, const uint8_t *s, size_t start, size_t end, int ascii,
+                    uint32_t pos)
 {
     size_t n = end - start;
-    const char *term;
-    size_t tlen;
-
     if (n > CK_TOKEN_MAX)
         return 0;
+    char *out = a->an_wbytes + a->an_wlen;
+    size_t tlen;
     if (ascii) {
         for (size_t i = 0; i < n; i++) {
             uint8_t c = s[start + i];
-            a->an_ascii[i] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+            out[i] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
         }
-        term = a->an_ascii;
         tlen = n;
     } else {
         long r = fold_unicode(a, s + start, n);
         if (r < 0)
             return (int)r;
-        term = (const char *)a->an_cps;
         tlen = (size_t)r;
-    }
-    if (tlen == 0 || tlen > CK_TOKEN_MAX)
-        return 0;
-    if (a->an_stopwords && ck_analyze_is_stopword(term, tlen))
-        return 0;
-    if (a->an_stemmer) {
-        int rc = stem(a, &term, &tlen);
-        if (rc)
-            return rc;
-        if (tlen == 0 || tlen > CK_TOKEN_MAX)
+        if (tlen > CK_TOKEN_MAX)
             return 0;
+        memcpy(out, a->an_cps, tlen);
     }
-    ck_token_t tok = {.term = term, .term_len = tlen, .position = pos, .start = start, .end = end};
-    return cb(arg, &tok);
+    if (tlen == 0)
+        return 0;
+    struct word *w = &a->an_w[a->an_nw++];
+    w->w_off = (uint32_t)a->an_wlen;
+    w->w_len = (uint32_t)tlen;
+    w->w_pos = pos;
+    w->w_start = start;
+    w->w_end = end;
+    a->an_wlen += tlen;
+    if (a->an_stemmer) {
+        w->w_hash = fnv1a(out, tlen);
+        const stem_slot_t *pair = &a->an_stem_cache[w->w_hash & a->an_stem_mask & ~1u];
+        __builtin_prefetch(pair);
+        __builtin_prefetch(pair + 1);
+    }
+    return 0;
 }
 
+/* Filters and stems the batched words and hands them to cb, in order; empties the batch. */
+static int flush_words(ck_analyzer_t *a, ck_token_cb cb, void *arg)
+{
+    size_t nw = a->an_nw;
+    a->an_nw = a->an_wlen = 0;
+    for (size_t i = 0; i < nw; i++) {
+        const struct word *w = &a->an_w[i];
+        const char *term = a->an_wbytes + w->w_off;
+        size_t tlen = w->w_len;
+        if (a->an_stemmer) { /* the stop word check is in stem(), behind the cache */
+            int rc = stem(a, &term, &tlen, w->w_hash);
+            if (rc)
+                return rc;
+            if (tlen == 0 || tlen > CK_TOKEN_MAX)
+                continue;
+        } else if (a->an_stopwords && ck_analyze_is_stopword(term, tlen)) {
+            continue;
+        }
+        ck_token_t tok = {
+            .term = term, .term_len = tlen, .position = w->w_pos, .start = w->w_start, .end = w->w_end};
+        int rc = cb(arg, &tok);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Scans words into the batch; every WORD_BATCH words (and at the end) they are stemmed and
+ * delivered, so their stem cache lookups overlap instead of missing one after another. */
 static int analyze_standard(ck_analyzer_t *a, const uint8_t *s, size_t len, ck_token_cb cb,
                             void *arg)
 {
     uint32_t pos = 0;
     size_t i = 0, adv;
+    int rc;
+    a->an_nw = a->an_wlen = 0;
     while (i < len) {
+        if (a->an_nw == WORD_BATCH && (rc = flush_words(a, cb, arg)))
+            return rc;
         size_t start = i;
         int cls = next_class(s, len, i, &adv);
         i += adv;
         if (cls == CL_SINGLE) {
-            int rc = emit_word(a, s, start, i, 0, pos++, cb, arg);
-            if (rc)
+            if ((rc = add_word(a, s, start, i, 0, pos++)))
                 return rc;
             continue;
         }
@@ -305,11 +409,10 @@ static int analyze_standard(ck_analyzer_t *a, const uint8_t *s, size_t len, ck_t
             }
             break;
         }
-        int rc = emit_word(a, s, start, i, ascii, pos++, cb, arg);
-        if (rc)
+        if ((rc = add_word(a, s, start, i, ascii, pos++)))
             return rc;
     }
-    return 0;
+    return flush_words(a, cb, arg);
 }
 
 int ck_analyze(ck_analyzer_t *a, const char *text, size_t len, ck_token_cb cb, void *arg)
@@ -374,9 +477,10 @@ int ck_analyzer_new(const ck_analyzer_config_t *cfg, ck_analyzer_t **out)
         a->an_cps_cap = CPS_INITIAL;
     }
     if (st) {
-        a->an_stem_cache = ck_calloc(STEM_CACHE_SIZE, sizeof(*a->an_stem_cache));
+        a->an_stem_cache = ck_calloc(STEM_CACHE_SMALL, sizeof(*a->an_stem_cache));
         if (!a->an_stem_cache)
             goto oom;
+        a->an_stem_mask = STEM_CACHE_SMALL - 1;
     }
     *out = a;
     return 0;

@@ -24,6 +24,9 @@ typedef struct leaf {
     double num;
 } leaf_t;
 
+/* Tokens handed to the segment builder at a time. */
+#define TOK_BATCH 64
+
 /* Per doc and text field: the next position base. */
 typedef struct posbase {
     uint32_t path_off, path_len;
@@ -51,6 +54,11 @@ struct ck_docfields {
     uint32_t d_base; /* position base of the current value in its field */
     uint32_t d_last; /* positions used by the current value (max + 1) */
     int d_err;
+    /* tokens of the current value not yet handed to the builder (ck_segbuild_text_n) */
+    size_t d_ntok, d_tbytes_len;
+    const char *d_tterm[TOK_BATCH];
+    uint32_t d_tlen[TOK_BATCH], d_tpos[TOK_BATCH];
+    char d_tbytes[TOK_BATCH * CK_TOKEN_MAX];
 };
 
 int ck_docfields_new(const ck_analyzer_config_t *cfg, ck_docfields_t **out)
@@ -503,17 +511,34 @@ static int parse_value(ck_docfields_t *d)
 
 /* ---- emitting ---- */
 
+static int flush_tokens(ck_docfields_t *d)
+{
+    int rc = ck_segbuild_text_n(d->d_b, d->d_field, d->d_flen, d->d_tterm, d->d_tlen, d->d_tpos,
+                                d->d_ntok);
+    d->d_ntok = d->d_tbytes_len = 0;
+    return rc;
+}
+
 static int on_token(void *arg, const ck_token_t *t)
 {
     ck_docfields_t *d = arg;
-    int rc = ck_segbuild_text(d->d_b, d->d_field, d->d_flen, t->term, t->term_len,
-                              d->d_base + t->position);
+    if (d->d_ntok == TOK_BATCH) {
+        int rc = flush_tokens(d);
+        if (rc) {
+            d->d_err = rc;
+            return 1;
+        }
+    }
+    /* the analyzer reuses the term's bytes for the next token: keep a copy */
+    char *at = d->d_tbytes + d->d_tbytes_len;
+    memcpy(at, t->term, t->term_len);
+    d->d_tbytes_len += t->term_len;
+    d->d_tterm[d->d_ntok] = at;
+    d->d_tlen[d->d_ntok] = (uint32_t)t->term_len;
+    d->d_tpos[d->d_ntok] = d->d_base + t->position;
+    d->d_ntok++;
     if (t->position + 1 > d->d_last)
         d->d_last = t->position + 1;
-    if (rc) {
-        d->d_err = rc;
-        return 1;
-    }
     return 0;
 }
 
@@ -549,10 +574,13 @@ static int emit_text(ck_docfields_t *d, const char *field, size_t flen, const ch
     d->d_base = pb ? pb->next : 0;
     d->d_last = 0;
     d->d_err = 0;
+    d->d_ntok = d->d_tbytes_len = 0;
     int rc = ck_analyze(d->d_an, s, n, on_token, d);
     if (d->d_err)
         return d->d_err;
     if (rc < 0)
+        return rc;
+    if (d->d_ntok && (rc = flush_tokens(d)))
         return rc;
     if (d->d_last && pb)
         pb->next += d->d_last + CK_DOC_POSITION_GAP;

@@ -738,28 +738,46 @@ static inline uint32_t slice_alloc(ck_segbuild_t *b, unsigned level)
     return at;
 }
 
-static inline bterm_t *term_get(ck_segbuild_t *b, uint32_t fid, const uint8_t *term, size_t tlen)
+/* The hash and 8-byte prefix of a term of field fid. */
+static inline void term_key(uint32_t fid, const uint8_t *term, size_t tlen, uint32_t *h,
+                            uint64_t *pre)
 {
-    uint32_t h = hash_bytes(fid * 0x100000001B3ull + 1, term, tlen);
-    uint64_t pre = 0;
+    *h = hash_bytes(fid * 0x100000001B3ull + 1, term, tlen);
+    uint64_t p = 0;
     if (tlen >= 8)
-        memcpy(&pre, term, 8);
+        memcpy(&p, term, 8);
     else
         for (size_t k = 0; k < tlen; k++)
-            pre |= (uint64_t)term[k] << (8 * k);
+            p |= (uint64_t)term[k] << (8 * k);
+    *pre = p;
+}
+
+/* The slot of the term (h, pre, bytes) of field fid: its entry, or the empty slot where it
+ * would go. */
+static inline uint32_t term_find(const ck_segbuild_t *b, uint32_t fid, const uint8_t *term,
+                                 size_t tlen, uint32_t h, uint64_t pre)
+{
     uint32_t i = h & b->smask;
     for (;;) {
         uint64_t s = b->slots[i];
         if (!s)
-            break;
+            return i;
         if ((uint32_t)(s >> 32) == h) {
-            bterm_t *t = &b->terms[(uint32_t)s - 1];
+            const bterm_t *t = &b->terms[(uint32_t)s - 1];
             if (t->t_pre == pre && t->t_field == fid && t->t_len == tlen &&
                 (tlen <= 8 || memcmp(b->arena + t->t_off + 8, term + 8, tlen - 8) == 0))
-                return t;
+                return i;
         }
         i = (i + 1) & b->smask;
     }
+}
+
+static inline bterm_t *term_get(ck_segbuild_t *b, uint32_t fid, const uint8_t *term, size_t tlen,
+                                uint32_t h, uint64_t pre)
+{
+    uint32_t i = term_find(b, fid, term, tlen, h, pre);
+    if (b->slots[i])
+        return &b->terms[(uint32_t)b->slots[i] - 1];
     uint32_t id = b->nterms++;
     b->slots[i] = (uint64_t)h << 32 | (id + 1);
     bterm_t *t = &b->terms[id];
@@ -814,16 +832,12 @@ static inline void slab_varint(ck_segbuild_t *b, bterm_t *t, uint64_t v)
 }
 
 /* One occurrence of (field fid, term) in the current doc. */
-static int add_occ(ck_segbuild_t *b, const char *field, size_t flen, ck_seg_kind_t kind,
-                   const char *term, size_t tlen, uint32_t pos)
+/* Adds an occurrence of a term (already checked, hashed) of field fid to the current doc. */
+static int add_occ_at(ck_segbuild_t *b, int fid, ck_seg_kind_t kind, const char *term,
+                      size_t tlen, uint32_t pos, uint32_t h, uint64_t pre)
 {
-    if (!b->ndocs || !flen || flen > CK_SEG_FIELD_MAX || tlen > MAXT || (tlen && !term))
-        return CK_EINVAL;
     uint32_t doc = b->ndocs - 1;
-    int rc = 0;
-    int fid = field_get(b, field, flen, kind, &rc);
-    if (fid < 0)
-        return rc;
+    int rc;
     bfield_t *f = &b->fields[fid];
     bool newdoc = f->f_cur_doc != doc;
     if (kind == CK_SEG_TEXT) {
@@ -834,7 +848,7 @@ static int add_occ(ck_segbuild_t *b, const char *field, size_t flen, ck_seg_kind
     }
     if ((rc = term_reserve(b, tlen)))
         return rc;
-    bterm_t *t = term_get(b, (uint32_t)fid, (const uint8_t *)term, tlen);
+    bterm_t *t = term_get(b, (uint32_t)fid, (const uint8_t *)term, tlen, h, pre);
     if (t->t_last_doc == doc) {
         uint32_t stored = pos;
         if (kind == CK_SEG_TEXT) {
@@ -874,10 +888,87 @@ static int add_occ(ck_segbuild_t *b, const char *field, size_t flen, ck_seg_kind
     return 0;
 }
 
+static int add_occ(ck_segbuild_t *b, const char *field, size_t flen, ck_seg_kind_t kind,
+                   const char *term, size_t tlen, uint32_t pos)
+{
+    if (!b->ndocs || !flen || flen > CK_SEG_FIELD_MAX || tlen > MAXT || (tlen && !term))
+        return CK_EINVAL;
+    int rc = 0;
+    int fid = field_get(b, field, flen, kind, &rc);
+    if (fid < 0)
+        return rc;
+    uint32_t h;
+    uint64_t pre;
+    term_key((uint32_t)fid, (const uint8_t *)term, tlen, &h, &pre);
+    return add_occ_at(b, fid, kind, term, tlen, pos, h, pre);
+}
+
 int ck_segbuild_text(ck_segbuild_t *b, const char *field, size_t flen, const char *term,
                      size_t tlen, uint32_t pos)
 {
     return add_occ(b, field, flen, CK_SEG_TEXT, term, tlen, pos);
+}
+
+/* Tokens per round of ck_segbuild_text_n: enough misses in flight, few enough to stay in
+ * L1 until the round uses them. */
+#define TEXT_BATCH 32
+
+int ck_segbuild_text_n(ck_segbuild_t *b, const char *field, size_t flen,
+                       const char *const *terms, const uint32_t *lens, const uint32_t *pos,
+                       size_t n)
+{
+    if (!n)
+        return 0;
+    if (!b->ndocs || !flen || flen > CK_SEG_FIELD_MAX)
+        return CK_EINVAL;
+    int rc = 0;
+    int fid = field_get(b, field, flen, CK_SEG_TEXT, &rc);
+    if (fid < 0)
+        return rc;
+    uint32_t hs[TEXT_BATCH];
+    uint64_t pres[TEXT_BATCH];
+    const bterm_t *found[TEXT_BATCH];
+    for (size_t at = 0; at < n; at += TEXT_BATCH) {
+        size_t m = n - at < TEXT_BATCH ? n - at : TEXT_BATCH;
+        const char *const *tm = terms + at;
+        const uint32_t *ln = lens + at;
+        bool bad = false;
+        for (size_t i = 0; i < m; i++) {
+            if (ln[i] > MAXT || (ln[i] && !tm[i])) {
+                m = i; /* add the ones before it */
+                bad = true;
+                break;
+            }
+            term_key((uint32_t)fid, (const uint8_t *)tm[i], ln[i], &hs[i], &pres[i]);
+            if (b->slots)
+                __builtin_prefetch(&b->slots[hs[i] & b->smask]);
+        }
+        /* the slots are (mostly) in cache: fetch the term of the first slot with the same
+         * hash (a hint: which term it is is checked when it is added) ... */
+        for (size_t i = 0; i < m; i++) {
+            found[i] = NULL;
+            if (!b->slots)
+                continue;
+            uint32_t k = hs[i] & b->smask;
+            uint64_t sl;
+            while ((sl = b->slots[k]) && (uint32_t)(sl >> 32) != hs[i])
+                k = (k + 1) & b->smask;
+            if (sl) {
+                found[i] = &b->terms[(uint32_t)sl - 1];
+                __builtin_prefetch(found[i]);
+            }
+        }
+        /* ... and the place their postings continue */
+        for (size_t i = 0; i < m; i++)
+            if (found[i])
+                __builtin_prefetch(b->pool + found[i]->t_wr, 1);
+        for (size_t i = 0; i < m; i++)
+            if ((rc = add_occ_at(b, fid, CK_SEG_TEXT, tm[i], ln[i], pos[at + i], hs[i], pres[i])))
+                return rc;
+        if (bad)
+            return CK_EINVAL;
+    }
+    return 0;
 }
 
 int ck_segbuild_keyword(ck_segbuild_t *b, const char *field, size_t flen, const char *term,
@@ -949,13 +1040,64 @@ static inline uint64_t sort_key(const uint8_t *p, size_t n)
     return k;
 }
 
-static int sterm_cmp(const void *a, const void *b)
+static inline bool sterm_less(const sterm_t *x, const sterm_t *y)
 {
-    const sterm_t *x = a, *y = b;
     if (x->st_key != y->st_key)
-        return x->st_key < y->st_key ? -1 : 1;
+        return x->st_key < y->st_key;
     /* equal prefixes: "ab" < "ab\0" needs the lengths, longer ones the rest */
-    return bytes_cmp(x->st_p, x->st_len, y->st_p, y->st_len);
+    return bytes_cmp(x->st_p, x->st_len, y->st_p, y->st_len) < 0;
+}
+
+static inline void sterm_swap(sterm_t *a, sterm_t *b)
+{
+    sterm_t t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Sorts a[0..n) by bytes: quicksort (median of three, recursing into the smaller side)
+ * with the comparison inline, insertion sort for short runs; the terms are distinct. */
+static void sterm_sort(sterm_t *a, size_t n)
+{
+    while (n > 16) {
+        size_t mid = n / 2;
+        if (sterm_less(&a[mid], &a[0]))
+            sterm_swap(&a[mid], &a[0]);
+        if (sterm_less(&a[n - 1], &a[0]))
+            sterm_swap(&a[n - 1], &a[0]);
+        if (sterm_less(&a[n - 1], &a[mid]))
+            sterm_swap(&a[n - 1], &a[mid]);
+        sterm_t pivot = a[mid];
+        size_t i = 0, j = n - 1;
+        for (;;) {
+            while (sterm_less(&a[i], &pivot))
+                i++;
+            while (sterm_less(&pivot, &a[j]))
+                j--;
+            if (i >= j)
+                break;
+            sterm_swap(&a[i], &a[j]);
+            i++;
+            j--;
+        }
+        /* a[0..j] <= pivot <= a[j+1..n) */
+        size_t left = j + 1;
+        if (left < n - left) {
+            sterm_sort(a, left);
+            a += left;
+            n -= left;
+        } else {
+            sterm_sort(a + left, n - left);
+            n = left;
+        }
+    }
+    for (size_t i = 1; i < n; i++) {
+        sterm_t x = a[i];
+        size_t j = i;
+        for (; j > 0 && sterm_less(&x, &a[j - 1]); j--)
+            a[j] = a[j - 1];
+        a[j] = x;
+    }
 }
 
 typedef struct ford {
@@ -1085,8 +1227,14 @@ int ck_segbuild_finish(ck_segbuild_t *b, ck_wbuf_t *out)
         }
         sterm_t *fs = st + start[fid];
         uint32_t n = start[fid + 1] - start[fid];
-        qsort(fs, n, sizeof *fs, sterm_cmp);
+        sterm_sort(fs, n);
         for (uint32_t i = 0; i < n; i++) {
+            /* the terms and their streams are read in byte order, all over memory: fetch
+             * them ahead (the term 16 ahead, the stream of the one 8 ahead) */
+            if (i + 16 < n)
+                __builtin_prefetch(&b->terms[fs[i + 16].st_id]);
+            if (i + 8 < n)
+                __builtin_prefetch(b->pool + b->terms[fs[i + 8].st_id].t_head);
             const bterm_t *t = &b->terms[fs[i].st_id];
             uint64_t at = o->of_pl.len;
             rc = encode_term(b, t, text ? &pw_text : &pw_kw, text, o->of_norms, bc, &o->of_pl);

@@ -53,6 +53,8 @@
 #define MERGE_FACTOR 10           /* on-disk segments of one level merged together */
 #define LIGHT_REFRESH_MS 50       /* a small builder is refreshed this soon ... */
 #define LIGHT_REFRESH_DOCS 20000  /* ... small meaning at most this many docs */
+#define MAX_LANES 8               /* indexing threads per capability (worker + helpers) */
+#define SPLIT_MIN 256             /* records: a smaller batch is indexed by lane 0 alone */
 
 typedef struct sseg {
     _Atomic int refs;
@@ -71,6 +73,15 @@ typedef struct snap {
     char lang[32];
 } snap_t;
 
+/* An indexing lane: a builder and the field extractor (with its analyzer) that feeds it.
+ * A topic has one lane per indexing thread; a big batch is cut into consecutive runs of
+ * records, one per lane, indexed at the same time, and a refresh finishes every lane's
+ * builder at the same time, so one refresh can add up to one segment per lane. */
+typedef struct lane {
+    ck_segbuild_t *b;
+    ck_docfields_t *df;
+} lane_t;
+
 typedef struct stopic {
     _Atomic int refs;
     char *name;
@@ -82,8 +93,8 @@ typedef struct stopic {
     int64_t *refreshed; /* worker: next offset at the last refresh */
     int64_t *ckpt;      /* mu: checkpoint of the committed segments */
     int64_t *log_start; /* mu */
-    ck_segbuild_t *b;
-    ck_docfields_t *df;
+    lane_t lanes[MAX_LANES]; /* s->nlanes of them */
+    int nlanes;
     char lang[32];
     bool stopwords;
     int64_t refresh_ms;
@@ -114,8 +125,38 @@ typedef struct mjob {
     struct mjob *next;
 } mjob_t;
 
+/* One lane's share of a fork-join round (see run_lanes). */
+typedef struct ltask {
+    struct lpool *pool; /* set once */
+    stopic_t *t;
+    int lane;
+    bool active;
+    bool finish; /* finish the builder into w (else index recs[from..to) of batch) */
+    const ck_idx_batch_t *batch;
+    int from, to;
+    int done; /* records indexed */
+    ck_wbuf_t w;
+    int rc;
+} ltask_t;
+
+/* The helper threads of the lanes other than 0 (lane 0 runs on the worker). A round:
+ * the worker fills tasks[], bumps gen and wakes them; each helper runs tasks[its lane];
+ * the worker runs tasks[0] and waits until pending is back to 0. */
+typedef struct lpool {
+    int nhelpers;
+    pthread_t th[MAX_LANES - 1];
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t gen;
+    int pending;
+    bool stop;
+    ltask_t tasks[MAX_LANES];
+} lpool_t;
+
 struct ck_sidx {
     ck_sidx_config_t cfg;
+    int nlanes;
+    lpool_t pool;
     char *dir;
     pthread_mutex_t mu; /* registry */
     stopic_t *open;
@@ -457,8 +498,10 @@ static void topic_unref(stopic_t *t)
     ck_free(t->disk);
     ck_free(t->mem);
     snap_unref(t->snap);
-    ck_segbuild_free(t->b);
-    ck_docfields_free(t->df);
+    for (int i = 0; i < t->nlanes; i++) {
+        ck_segbuild_free(t->lanes[i].b);
+        ck_docfields_free(t->lanes[i].df);
+    }
     ck_free(t->next);
     ck_free(t->refreshed);
     ck_free(t->ckpt);
@@ -549,14 +592,16 @@ static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
     read_options(t, &it->configs);
     int rc = t->name ? grow_parts(t, it->npart) : CK_ENOMEM;
     ck_analyzer_config_t ac = {CK_ANALYZER_STANDARD, t->lang, t->stopwords};
-    if (!rc) {
-        rc = ck_docfields_new(&ac, &t->df);
+    for (int i = 0; !rc && i < s->nlanes; i++) {
+        rc = ck_docfields_new(&ac, &t->lanes[i].df);
         if (rc == CK_EINVAL)
             ck_idx_topic_set_status(it, "searchable.language=%s is not a known stemmer language",
                                     t->lang);
+        if (!rc)
+            rc = ck_segbuild_new(&t->lanes[i].b);
+        if (!rc)
+            t->nlanes = i + 1;
     }
-    if (!rc)
-        rc = ck_segbuild_new(&t->b);
     if (!rc && load_commit(t) == CK_ENOENT) {
         ck_rmtree(t->dir);
         t->next_gen = 1;
@@ -610,24 +655,129 @@ static int op_config(void *cap, ck_idx_topic_t *it)
     return 0;
 }
 
+/* Indexes the records of task->batch from task->from to task->to into its lane. */
+static void lane_apply(ltask_t *k)
+{
+    lane_t *l = &k->t->lanes[k->lane];
+    const ck_idx_batch_t *b = k->batch;
+    for (int i = k->from; i < k->to; i++) {
+        const ck_record_t *r = &b->recs[i];
+        k->rc = ck_docfields_add(l->df, l->b, b->partition, r->offset, r->timestamp, r->key, r->value);
+        if (k->rc)
+            return;
+        k->done++;
+    }
+}
+
+static void lane_run(ltask_t *k)
+{
+    if (!k->active)
+        return;
+    if (k->finish)
+        k->rc = ck_segbuild_finish(k->t->lanes[k->lane].b, &k->w);
+    else
+        lane_apply(k);
+}
+
+static void *helper_main(void *arg)
+{
+    ltask_t *k = arg;
+    lpool_t *p = k->pool;
+    char name[16];
+    snprintf(name, sizeof(name), "ck-search-%d", k->lane);
+    pthread_setname_np(pthread_self(), name);
+    uint64_t seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->gen == seen && !p->stop)
+            pthread_cond_wait(&p->go, &p->mu);
+        if (p->stop) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        seen = p->gen;
+        pthread_mutex_unlock(&p->mu);
+        lane_run(k);
+        pthread_mutex_lock(&p->mu);
+        if (--p->pending == 0)
+            pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+/* Runs pool->tasks[0..n): the helpers' in parallel with lane 0's on this thread. */
+static void run_lanes(lpool_t *p, int n)
+{
+    if (n > 1) {
+        pthread_mutex_lock(&p->mu);
+        p->pending = p->nhelpers;
+        p->gen++;
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->mu);
+    }
+    lane_run(&p->tasks[0]);
+    if (n > 1) {
+        pthread_mutex_lock(&p->mu);
+        while (p->pending)
+            pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+static void task_reset(lpool_t *p, stopic_t *t)
+{
+    for (int i = 0; i < MAX_LANES; i++) {
+        ltask_t *k = &p->tasks[i];
+        k->t = t;
+        k->lane = i;
+        k->active = k->finish = false;
+        k->batch = NULL;
+        k->from = k->to = k->done = 0;
+        k->rc = 0;
+    }
+}
+
 static int op_apply(void *cap, ck_idx_topic_t *it, const ck_idx_batch_t *b)
 {
-    (void)cap;
+    ck_sidx_t *s = cap;
     stopic_t *t = it->priv;
     if (!t || b->partition >= t->npart)
         return CK_EINVAL;
     int64_t *next = &t->next[b->partition];
-    for (int i = 0; i < b->n; i++) {
-        const ck_record_t *r = &b->recs[i];
-        if (r->offset < *next)
-            continue;
-        int rc =
-            ck_docfields_add(t->df, t->b, b->partition, r->offset, r->timestamp, r->key, r->value);
-        if (rc)
-            return rc;
-        *next = r->offset + 1;
+    int from = 0;
+    while (from < b->n && b->recs[from].offset < *next)
+        from++; /* applied before a restart: the offsets in a batch ascend */
+    int n = b->n - from;
+    if (n == 0)
+        return 0;
+    lpool_t *p = &s->pool;
+    task_reset(p, t);
+    int lanes = n >= SPLIT_MIN ? t->nlanes : 1;
+    for (int i = 0; i < lanes; i++) {
+        ltask_t *k = &p->tasks[i];
+        k->active = true;
+        k->batch = b;
+        k->from = from + (int)((int64_t)n * i / lanes);
+        k->to = from + (int)((int64_t)n * (i + 1) / lanes);
     }
-    return 0;
+    run_lanes(p, lanes);
+    /* The records are applied up to the first one a lane failed on, if every lane before
+     * it finished its run (else later lanes hold records beyond a gap). */
+    int upto = from, rc = 0;
+    for (int i = 0; i < lanes && !rc; i++) {
+        upto = p->tasks[i].from + p->tasks[i].done;
+        rc = p->tasks[i].rc;
+    }
+    if (upto > from)
+        *next = b->recs[upto - 1].offset + 1;
+    if (rc) {
+        /* a lane may hold a part of the failed doc, later lanes docs past it: this index
+         * must not be committed; the restart re-indexes from the checkpoint */
+        t->broken = true;
+        ck_idx_topic_set_status(it, "indexing failed: %s; re-indexing after a restart",
+                                ck_strerror(rc));
+    }
+    return rc;
 }
 
 /* Merges segments in[0..n) (keeping all docs) into a new in-memory image. */
@@ -702,35 +852,63 @@ static void merge_mem(stopic_t *t)
     }
 }
 
-static void refresh(stopic_t *t, int64_t now)
+static uint32_t pending_docs(const stopic_t *t)
+{
+    uint32_t n = 0;
+    for (int i = 0; i < t->nlanes; i++)
+        n += ck_segbuild_ndocs(t->lanes[i].b);
+    return n;
+}
+
+/* Finishes every lane's builder (at the same time) into in-memory segments and makes
+ * them and the applied offsets visible. */
+static void refresh(ck_sidx_t *s, stopic_t *t, int64_t now)
 {
     t->last_refresh = now;
-    if (ck_segbuild_ndocs(t->b) > 0) {
-        ck_wbuf_t w = CK_WBUF_INIT;
-        int64_t t0 = ck_mono_ns();
-        int rc = ck_segbuild_finish(t->b, &w);
-        t->refresh_cost_ns = ck_mono_ns() - t0;
-        size_t len = 0;
-        uint8_t *img = rc ? NULL : ck_wbuf_steal(&w, &len);
-        sseg_t *g = NULL;
-        if (!rc && !img)
-            rc = CK_ENOMEM;
-        if (!rc)
-            rc = sseg_new(img, len, 0, 0, &g);
-        if (!rc) {
-            pthread_mutex_lock(&t->mu);
-            rc = list_push(&t->mem, &t->nmem, g);
-            pthread_mutex_unlock(&t->mu);
-            if (rc)
-                sseg_unref(g);
+    if (pending_docs(t) > 0) {
+        lpool_t *p = &s->pool;
+        task_reset(p, t);
+        int lanes = 0;
+        for (int i = 0; i < t->nlanes; i++) {
+            p->tasks[i].w = (ck_wbuf_t)CK_WBUF_INIT;
+            p->tasks[i].finish = true;
+            p->tasks[i].active = ck_segbuild_ndocs(t->lanes[i].b) > 0;
+            if (p->tasks[i].active)
+                lanes = i + 1;
         }
-        ck_wbuf_free(&w);
-        if (rc) {
-            /* the builder was reset: these records must be indexed again */
+        int64_t t0 = ck_mono_ns();
+        run_lanes(p, lanes);
+        t->refresh_cost_ns = ck_mono_ns() - t0;
+        int err = 0;
+        for (int i = 0; i < lanes; i++) {
+            ltask_t *k = &p->tasks[i];
+            if (!k->active)
+                continue;
+            int rc = k->rc;
+            size_t len = 0;
+            uint8_t *img = rc ? NULL : ck_wbuf_steal(&k->w, &len);
+            sseg_t *g = NULL;
+            if (!rc && !img)
+                rc = CK_ENOMEM;
+            if (!rc)
+                rc = sseg_new(img, len, 0, 0, &g);
+            if (!rc) {
+                pthread_mutex_lock(&t->mu);
+                rc = list_push(&t->mem, &t->nmem, g);
+                pthread_mutex_unlock(&t->mu);
+                if (rc)
+                    sseg_unref(g);
+            }
+            ck_wbuf_free(&k->w);
+            if (rc && !err)
+                err = rc;
+        }
+        if (err) {
+            /* a builder was reset: these records must be indexed again */
             t->broken = true;
             ck_idx_topic_set_status(t->it, "refresh failed: %s; re-indexing after a restart",
-                                    ck_strerror(rc));
-            CK_WARN("search", "%s: refresh failed: %s", t->name, ck_strerror(rc));
+                                    ck_strerror(err));
+            CK_WARN("search", "%s: refresh failed: %s", t->name, ck_strerror(err));
             return;
         }
         merge_mem(t);
@@ -960,21 +1138,22 @@ static void op_idle(void *cap, int64_t now)
     for (stopic_t *t = s->open; t; t = t->lnext) {
         if (!t->it)
             continue;
-        bool pending = ck_segbuild_ndocs(t->b) > 0;
+        uint32_t ndocs = pending_docs(t);
+        bool pending = ndocs > 0;
         bool moved = false;
         for (int32_t p = 0; p < t->npart && !moved; p++)
             moved = t->refreshed[p] != t->next[p];
         int64_t since = now - t->last_refresh;
         /* A refresh costs about the builder's size: small ones go out within 50 ms, big
          * ones (a flood) at least every refresh_ms. */
-        bool small = ck_segbuild_ndocs(t->b) <= LIGHT_REFRESH_DOCS;
+        bool small = ndocs <= LIGHT_REFRESH_DOCS;
         /* and refreshes take at most ~10% of the worker's time */
         int64_t light = t->refresh_cost_ns / 100000;
         if (light < LIGHT_REFRESH_MS)
             light = LIGHT_REFRESH_MS;
         if ((pending || moved) &&
             (since >= t->refresh_ms || t->refresh_ms == 0 || (small && since >= light))) {
-            refresh(t, now);
+            refresh(s, t, now);
         }
         if (now - t->last_flush >= s->cfg.flush_ms || mem_bytes(t) >= s->cfg.flush_bytes)
             flush(s, t, now);
@@ -1328,19 +1507,40 @@ int ck_sidx_new(const ck_sidx_config_t *cfg, ck_sidx_t **out)
         s->cfg.flush_ms = 30000;
     if (!s->cfg.flush_bytes)
         s->cfg.flush_bytes = 64u << 20;
+    s->nlanes = cfg->index_threads;
+    if (s->nlanes <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        s->nlanes = cpus >= 2 ? 2 : 1;
+    }
+    if (s->nlanes > MAX_LANES)
+        s->nlanes = MAX_LANES;
     s->dir = ck_strdup(cfg->dir);
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcv, NULL);
+    lpool_t *p = &s->pool;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (int i = 0; i < MAX_LANES; i++) {
+        p->tasks[i].pool = p;
+        p->tasks[i].lane = i;
+    }
     int rc = s->dir ? ck_mkdirs(s->dir) : CK_ENOMEM;
     if (!rc && pthread_create(&s->merger, NULL, merger_main, s) != 0)
         rc = CK_ENOMEM;
+    if (!rc)
+        s->merger_started = true;
+    for (int i = 1; !rc && i < s->nlanes; i++) {
+        if (pthread_create(&p->th[i - 1], NULL, helper_main, &p->tasks[i]) != 0)
+            rc = CK_ENOMEM;
+        else
+            p->nhelpers = i;
+    }
     if (rc) {
-        ck_free(s->dir);
-        ck_free(s);
+        ck_sidx_free(s);
         return rc;
     }
-    s->merger_started = true;
     *out = s;
     return 0;
 }
@@ -1355,6 +1555,16 @@ void ck_sidx_free(ck_sidx_t *s)
     pthread_mutex_unlock(&s->qmu);
     if (s->merger_started)
         pthread_join(s->merger, NULL);
+    lpool_t *p = &s->pool;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nhelpers; i++)
+        pthread_join(p->th[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
     while (s->open) {
         stopic_t *t = s->open;
         s->open = t->lnext;

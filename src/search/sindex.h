@@ -32,6 +32,7 @@ typedef struct ck_sidx_config {
     const char *dir;    /* <data>/search, created if missing */
     int64_t flush_ms;   /* in-memory segments older than this are committed (30000) */
     size_t flush_bytes; /* ... or larger than this in total (64 MiB) */
+    int index_threads;  /* threads indexing one topic's records (0: 2 with 2+ CPUs, else 1) */
 } ck_sidx_config_t;
 
 int ck_sidx_new(const ck_sidx_config_t *cfg, ck_sidx_t **out);

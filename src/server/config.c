@@ -48,6 +48,7 @@ static const setting_t settings[] = {
     {"hot-buffer-max-records", 0, {"CHRONIK_HOT_BUFFER_MAX_RECORDS"}, "hot_buffer_max_records", T_LONG, OFF(hot_max_records), "SQL hot rows per partition before a Parquet file (100000)"},
     {"columnar-flush-interval-ms", 0, {"CHRONIK_COLUMNAR_FLUSH_INTERVAL_MS"}, "columnar_flush_interval_ms", T_LONG, OFF(columnar_flush_ms), "hot rows older than this go to Parquet (30000)"},
     {"search-flush-interval-ms", 0, {"CHRONIK_SEARCH_FLUSH_INTERVAL_MS"}, "search_flush_interval_ms", T_LONG, OFF(search_flush_ms), "in-memory search segments older than this are committed to disk (30000)"},
+    {"search-index-threads", 0, {"CHRONIK_SEARCH_INDEX_THREADS"}, "search_index_threads", T_INT, OFF(search_index_threads), "threads that index records for search (0 = 2 when the machine has 2+ CPUs, else 1; at most 8)"},
     {"query-timeout-secs", 0, {"CHRONIK_QUERY_TIMEOUT_SECS"}, "query_timeout_secs", T_LONG, OFF(query_timeout_secs), "default SQL timeout (30)"},
     {"api-max-body-bytes", 0, {"CHRONIK_API_MAX_BODY_BYTES"}, "api_max_body_bytes", T_LONG, OFF(api_max_body_bytes), "largest HTTP request body (16777216)"},
     {"sql-memory-limit", 0, {"CHRONIK_SQL_MEMORY_LIMIT"}, "sql_memory_limit", T_STR, OFF(sql_memory_limit), "DuckDB memory limit, e.g. 4GB (DuckDB's default)"},

@@ -29,6 +29,7 @@ typedef struct ck_settings {
     char config_file[1024];
     int64_t hot_max_records;      /* per partition before a Parquet file is written */
     int64_t columnar_flush_ms;    /* hot rows older than this are written to Parquet */
+    int search_index_threads;     /* 0 = automatic */
     int64_t search_flush_ms;      /* in-memory search segments older than this are committed */
     int64_t query_timeout_secs;   /* default timeout_secs of /_sql */
     int64_t api_max_body_bytes;   /* largest HTTP request body */

@@ -209,7 +209,7 @@ static int start_sql(server_t *s)
     }
     if (!rc) {
         snprintf(dir, sizeof(dir), "%s/search", abs);
-        ck_sidx_config_t sc = {dir, c->search_flush_ms, 64u << 20};
+        ck_sidx_config_t sc = {dir, c->search_flush_ms, 64u << 20, c->search_index_threads};
         rc = ck_sidx_new(&sc, &s->search);
         if (!rc)
             rc = ck_indexer_add(s->indexer, &ck_sidx_ops, s->search);

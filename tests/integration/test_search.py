@@ -426,6 +426,56 @@ def test_kill9_during_indexing_equals_rebuild(own):
     assert all_docs(s, t, hw) == docs
 
 
+def test_parallel_indexing_lanes_equal_one_lane(own):
+    """Big batches are cut across indexing threads (3 here, so the cuts are uneven); the
+    index must hold every record once, count every word right, and rank exactly as an
+    index built again by one thread."""
+    from confluent_kafka import Producer
+    s = own("srchlanes", CHRONIK_SEARCH_INDEX_THREADS="3")
+    t = unique_topic("lanes")
+    searchable_topic(s, t, 2)
+    rnd = random.Random(11)
+    vocab = ["w%d" % i for i in range(300)]
+    n = 12000
+    values = []
+    for i in range(n):
+        words = [vocab[min(int(rnd.paretovariate(1.1)) - 1, 299)] for _ in range(rnd.randint(3, 12))]
+        values.append({"i": i, "text": " ".join(words)})
+    pr = Producer({"bootstrap.servers": s.bootstrap, "acks": "all", "linger.ms": 200,
+                   "batch.num.messages": 5000, "batch.size": 4000000})
+    for i, v in enumerate(values):
+        pr.produce(t, json.dumps(v).encode(), partition=i % 2)
+    assert pr.flush(30) == 0
+    wait_total(s, t, n, timeout=30)
+    hw = {p["partition"]: p["high_watermark"] for p in topic_info(s, t)["partition_info"]}
+    assert sum(hw.values()) == n
+    docs = all_docs(s, t, hw)
+    assert len({(p, o) for p, o, _v in docs}) == n
+    for w in ["w0", "w1", "w7", "w42", "w299"]:
+        want = sum(1 for v in values if w in v["text"].split())
+        res = search(s, t, {"query": {"match": {"text": w}}, "size": 0, "track_total_hits": True})
+        assert total(res) == want, (w, total(res), want)
+    # every hit compared (totals below the size), so ties at a cut cannot differ
+    queries = [{"match": {"text": "w50 w60 w70 w80"}}, {"match": {"text": "w100 w299"}},
+               {"match_phrase": {"text": "w2 w3"}}]
+
+    def ranked():
+        out = []
+        for q in queries:
+            res = search(s, t, {"query": q, "size": 1000, "track_total_hits": True})
+            assert 0 < total(res) == len(hits(res)) < 1000, (q, total(res))
+            out.append((total(res), sorted((h["_id"], round(h["_score"], 4)) for h in hits(res))))
+        return out
+    before = ranked()
+    s.stop()
+    shutil.rmtree(s.data_dir / "search" / t)
+    s.extra_env["CHRONIK_SEARCH_INDEX_THREADS"] = "1"
+    s.start()
+    wait_http(s)
+    wait_total(s, t, n, timeout=30)
+    assert ranked() == before
+
+
 def test_retention_drops_old_docs(srv):
     t = unique_topic("ret")
     searchable_topic(srv, t, 1)

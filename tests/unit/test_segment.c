@@ -654,6 +654,79 @@ CK_TEST(segment_random_model)
     corpus_free(&c);
 }
 
+/* ck_segbuild_text_n: the same bytes as one ck_segbuild_text call per token, for runs of
+ * a doc's tokens of one field cut at random lengths (the batch of 32 and its edges). */
+CK_TEST(segment_text_n_equals_text)
+{
+    corpus_t c;
+    make_corpus(&c, 1500, true);
+    ck_wbuf_t one = CK_WBUF_INIT, many = CK_WBUF_INIT;
+    build(&c, 0, c.ndocs, keep_all, NULL, &one);
+    ck_segbuild_t *sb;
+    CHECK_EQ(ck_segbuild_new(&sb), 0);
+    const char *terms[80];
+    uint32_t lens[80], pos[80];
+    uint32_t x = 7;
+    size_t i = 0, batches = 0;
+    for (uint32_t d = 0; d < c.ndocs; d++) {
+        CHECK_EQ(ck_segbuild_doc(sb, c.part[d], c.off[d], c.ts[d]), 0);
+        while (i < c.nops && c.ops[i].doc == d) {
+            const op_t *o = &c.ops[i];
+            const fdef_t *f = &FIELDS[o->f];
+            if (f->kind != CK_SEG_TEXT) {
+                const word_t *w = &vocab[o->term];
+                if (f->kind == CK_SEG_KEYWORD)
+                    CHECK_EQ(ck_segbuild_keyword(sb, f->name, strlen(f->name), (const char *)w->b,
+                                                 w->len),
+                             0);
+                else
+                    CHECK_EQ(ck_segbuild_number(sb, f->name, strlen(f->name), o->v), 0);
+                i++;
+                continue;
+            }
+            x = x * 1103515245u + 12345u;
+            size_t want = 1 + (x >> 16) % 80, n = 0;
+            for (; n < want && i < c.nops && c.ops[i].doc == d && c.ops[i].f == o->f; n++, i++) {
+                const word_t *w = &vocab[c.ops[i].term];
+                terms[n] = (const char *)w->b;
+                lens[n] = w->len;
+                pos[n] = c.ops[i].pos;
+            }
+            CHECK_EQ(ck_segbuild_text_n(sb, f->name, strlen(f->name), terms, lens, pos, n), 0);
+            batches++;
+        }
+    }
+    CHECK(batches > 100);
+    CHECK_EQ(ck_segbuild_text_n(sb, "t", 1, terms, lens, pos, 0), 0); /* nothing */
+    CHECK_EQ(ck_segbuild_finish(sb, &many), 0);
+    CHECK_EQ(many.len, one.len);
+    CHECK_MEM(many.data, one.data, one.len);
+    /* errors: no doc; a term too long (the tokens before it are added) */
+    CHECK_EQ(ck_segbuild_text_n(sb, "t", 1, terms, lens, pos, 1), CK_EINVAL);
+    CHECK_EQ(ck_segbuild_doc(sb, 0, 0, 0), 0);
+    terms[0] = "ok";
+    lens[0] = 2;
+    pos[0] = 0;
+    terms[1] = "x";
+    lens[1] = CK_TERMDICT_MAX_TERM + 1;
+    pos[1] = 1;
+    CHECK_EQ(ck_segbuild_text_n(sb, "t", 1, terms, lens, pos, 2), CK_EINVAL);
+    ck_wbuf_free(&many);
+    CHECK_EQ(ck_segbuild_finish(sb, &many), 0);
+    ck_segment_t *s;
+    CHECK_EQ(ck_segment_open(many.data, many.len, true, &s), 0);
+    int fi = ck_segment_find_field(s, "t", 1, CK_SEG_TEXT);
+    CHECK(fi >= 0);
+    ck_postings_t pc;
+    CHECK_EQ(ck_segment_postings(s, (uint32_t)fi, "ok", 2, &pc, NULL), 0);
+    CHECK_EQ(ck_postings_doc(&pc), 0);
+    ck_segment_free(s);
+    ck_segbuild_free(sb);
+    ck_wbuf_free(&one);
+    ck_wbuf_free(&many);
+    corpus_free(&c);
+}
+
 /* For every text term, every doc's tfn is within its block's maximum. */
 CK_TEST(segment_bm25_bounds)
 {
