@@ -254,7 +254,7 @@ static void do_data(cap_t *c, job_t *j, ck_wbuf_t *scratch, ck_record_t **recs, 
                     (long long)it.hdr.base_offset, ck_strerror(rc));
         }
         ck_idx_batch_t b = {j->partition, (it.hdr.attributes & 0x08) ? 1 : 0, (it.hdr.attributes & 0x20) != 0, n,
-                            *recs};
+                            *recs, (it.hdr.attributes & CK_ATTR_CODEC_MASK) != 0};
         if (b.control)
             b.n = 0;
         if (b.n > 0) {

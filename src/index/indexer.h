@@ -54,6 +54,7 @@ typedef struct ck_idx_batch {
     bool control;   /* control batch (transaction markers): no user records */
     int n;
     const ck_record_t *recs; /* valid during the call */
+    bool compressed;         /* the records' pos are in the decompressed records */
 } ck_idx_batch_t;
 
 /* A capability. Every op runs on the capability's worker thread, except `enabled`, which

@@ -299,7 +299,7 @@ int ck_batch_iter_init_max(ck_batch_iter_t *it, const uint8_t *batch, size_t n,
         rp = scratch->data;
         rlen = scratch->len;
     }
-    it->rp = rp;
+    it->rbase = it->rp = rp;
     it->rend = rlen ? rp + rlen : rp; /* rp may be NULL when nothing was decompressed */
     it->left = it->hdr.record_count;
     it->err = 0;
@@ -320,6 +320,7 @@ int ck_batch_iter_next(ck_batch_iter_t *it, ck_record_t *rec)
             return it->err = CK_ECORRUPT; /* more records than recordCount */
         return 0;
     }
+    rec->pos = (uint32_t)(it->rp - it->rbase);
     if (it->rp == it->rend || record_parse(&it->rp, it->rend, rec) != 0)
         return it->err = CK_ECORRUPT;
     it->left--;
@@ -330,6 +331,30 @@ int ck_batch_iter_next(ck_batch_iter_t *it, ck_record_t *rec)
     else
         rec->timestamp = (int64_t)((uint64_t)it->hdr.base_timestamp + (uint64_t)rec->timestamp);
     return 1;
+}
+
+int64_t ck_batch_record_at(const uint8_t *hdr, const uint8_t *rec, size_t n, ck_record_t *out)
+{
+    const uint8_t *p = rec, *end = rec + n;
+    int32_t len;
+    if (!rd_varint32(&p, end, &len))
+        return n >= 5 ? CK_ECORRUPT : CK_ETRUNC;
+    if (len < RECORD_MIN_BODY)
+        return CK_ECORRUPT;
+    int64_t size = (p - rec) + (int64_t)len;
+    if ((uint64_t)size > n)
+        return CK_ETRUNC;
+    const uint8_t *q = rec;
+    if (record_parse(&q, end, out) != 0)
+        return CK_ECORRUPT;
+    ck_batch_header_t h;
+    ck_batch_header_parse(hdr, &h);
+    out->offset = (int64_t)((uint64_t)h.base_offset + (uint64_t)(int64_t)out->offset_delta);
+    if (h.attributes & CK_ATTR_TIMESTAMP_LOG_APPEND)
+        out->timestamp = h.max_timestamp;
+    else
+        out->timestamp = (int64_t)((uint64_t)h.base_timestamp + (uint64_t)out->timestamp);
+    return size;
 }
 
 int ck_batch_find_timestamp(const uint8_t *p, size_t n, int64_t ts, int64_t *offset,

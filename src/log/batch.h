@@ -137,6 +137,8 @@ typedef struct ck_record {
     ck_slice_t value;       /* len -1 = null */
     int32_t header_count;
     ck_slice_t headers_raw; /* the encoded headers, for ck_record_header_next */
+    uint32_t pos;           /* where the record starts in the batch's records (after the
+                             * header; of the decompressed records if compressed) */
 } ck_record_t;
 
 /* Decodes the next header from *cursor (start with a copy of rec.headers_raw) and
@@ -147,6 +149,7 @@ int ck_record_header_next(ck_slice_t *cursor, ck_record_header_t *h);
 /* Iterator over the records of one v2 batch; lives on the caller's stack. */
 typedef struct ck_batch_iter {
     ck_batch_header_t hdr; /* the batch header, parsed */
+    const uint8_t *rbase;  /* the first record */
     const uint8_t *rp;     /* next record */
     const uint8_t *rend;   /* end of the (decompressed) records */
     int32_t left;          /* records still to return */
@@ -173,6 +176,14 @@ int ck_batch_iter_init_max(ck_batch_iter_t *it, const uint8_t *batch, size_t n,
  * a record is malformed or the records do not number recordCount exactly. Offsets need
  * not be consecutive (compacted batches have gaps). */
 int ck_batch_iter_next(ck_batch_iter_t *it, ck_record_t *rec);
+
+/* One record read on its own: `hdr` is the batch's header (CK_BATCH_HEADER_SIZE bytes,
+ * e.g. of an uncompressed batch whose records were not all read) and rec[0..n) starts at
+ * the record. Returns the record's size in bytes (length prefix included) and fills *out
+ * as ck_batch_iter_next would (absolute offset and timestamp, pos unset) when n holds the
+ * whole record; CK_ETRUNC when n is too short (if n >= 5, the size is still known: call
+ * again with more bytes); CK_ECORRUPT. */
+int64_t ck_batch_record_at(const uint8_t *hdr, const uint8_t *rec, size_t n, ck_record_t *out);
 
 /* ---- building ---- */
 

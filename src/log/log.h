@@ -88,6 +88,16 @@ int ck_partition_append(ck_partition_t *p, uint8_t *batches, size_t len, int64_t
 int64_t ck_partition_read(ck_partition_t *p, int64_t offset, int64_t upper, size_t max_bytes,
                           bool min_one, ck_wbuf_t *out);
 
+/* Reads part of the stored batch holding `offset`: its header (CK_BATCH_HEADER_SIZE bytes)
+ * followed by up to `len` bytes of its records section from `rpos` on (a record's
+ * ck_record_t.pos), appended to `out`, so one record of a big batch costs a few hundred
+ * bytes of reading instead of the batch. Only for a durable (last offset < upper),
+ * uncompressed batch: else CK_ENOENT, and the caller reads the batch whole. Returns the
+ * bytes appended, CK_ERANGE (offset outside the log), CK_ENOENT, CK_ECORRUPT, CK_EIO,
+ * CK_ENOMEM; on an error nothing is appended. Loop thread. */
+int64_t ck_partition_read_part(ck_partition_t *p, int64_t offset, int64_t upper, uint32_t rpos,
+                               size_t len, ck_wbuf_t *out);
+
 /* The first offset whose record timestamp is >= ts (record exact: the batch found by the
  * time index is scanned, decompressing if needed), with that record's timestamp.
  * CK_ENOENT if none. Only durable records are considered. */

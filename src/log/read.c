@@ -135,21 +135,33 @@ static void remember(ck_partition_t *p, int slot, int64_t off, size_t si, int64_
     p->rpos[slot] = (ck__rpos_t){.gen = p->seg_gen, .off = off, .si = si, .pos = pos};
 }
 
-int64_t ck_partition_read(ck_partition_t *p, int64_t offset, int64_t upper, size_t max_bytes,
-                          bool min_one, ck_wbuf_t *out)
+/* The common start of a read at offset below upper: CK_ERANGE outside the log, 1 if there
+ * is nothing below upper (upper clamped to the log end), else 0 with the batch's segment
+ * index, position and the read-position cache slot (locate). */
+static int read_start(ck_partition_t *p, int64_t offset, int64_t *upper, size_t *si,
+                      int64_t *pos, int *slot)
 {
     if (offset < p->log_start || offset > p->log_end)
         return CK_ERANGE;
-    if (upper > p->log_end)
-        upper = p->log_end;
-    if (offset >= upper)
-        return 0;
-    size_t si = 0;
-    int64_t pos = 0;
-    int slot = -1;
-    int rc = locate(p, offset, &si, &pos, &slot);
+    if (*upper > p->log_end)
+        *upper = p->log_end;
+    if (offset >= *upper)
+        return 1;
+    *si = 0;
+    *pos = 0;
+    *slot = -1;
+    return locate(p, offset, si, pos, slot);
+}
+
+int64_t ck_partition_read(ck_partition_t *p, int64_t offset, int64_t upper, size_t max_bytes,
+                          bool min_one, ck_wbuf_t *out)
+{
+    size_t si;
+    int64_t pos;
+    int slot;
+    int rc = read_start(p, offset, &upper, &si, &pos, &slot);
     if (rc)
-        return rc;
+        return rc == 1 ? 0 : rc;
     ck__seg_t *s = p->segs[si];
     int64_t avail = s->size - pos;
     if (avail <= 0)
@@ -200,6 +212,47 @@ int64_t ck_partition_read(ck_partition_t *p, int64_t offset, int64_t upper, size
     if (acc)
         remember(p, slot, next_off, si, pos + (int64_t)acc);
     return (int64_t)acc;
+}
+
+int64_t ck_partition_read_part(ck_partition_t *p, int64_t offset, int64_t upper, uint32_t rpos,
+                               size_t len, ck_wbuf_t *out)
+{
+    size_t si;
+    int64_t pos;
+    int slot;
+    int rc = read_start(p, offset, &upper, &si, &pos, &slot);
+    if (rc)
+        return rc == 1 ? CK_ENOENT : rc;
+    ck__seg_t *s = p->segs[si];
+    if (s->size - pos < CK_BATCH_HEADER_SIZE)
+        return CK_ENOENT;
+    size_t at = out->len;
+    uint8_t *d = ck_wbuf_reserve(out, CK_BATCH_HEADER_SIZE);
+    if (!d)
+        return CK_ENOMEM;
+    if (ck__pread_all(s->fd, d, CK_BATCH_HEADER_SIZE, pos) != CK_BATCH_HEADER_SIZE)
+        return CK_EIO;
+    int64_t total = (int64_t)(int32_t)ck_get_u32(d + CK_BATCH_OFF_LENGTH) + 12;
+    int64_t base = (int64_t)ck_get_u64(d);
+    int64_t last = base + (int32_t)ck_get_u32(d + CK_BATCH_OFF_LAST_OFFSET_DELTA);
+    int16_t attrs = (int16_t)ck_get_u16(d + CK_BATCH_OFF_ATTRIBUTES);
+    if (total < CK_BATCH_HEADER_SIZE || total > s->size - pos)
+        return CK_ECORRUPT;
+    /* not durable yet, not this offset's batch, or compressed: the caller reads it whole */
+    if (last >= upper || offset < base || offset > last || (attrs & CK_ATTR_CODEC_MASK) ||
+        rpos >= total - CK_BATCH_HEADER_SIZE)
+        return CK_ENOENT;
+    size_t want = (size_t)(total - CK_BATCH_HEADER_SIZE - rpos);
+    if (want > len)
+        want = len;
+    out->len = at + CK_BATCH_HEADER_SIZE;
+    d = ck_wbuf_reserve(out, want);
+    if (!d)
+        return CK_ENOMEM;
+    if (ck__pread_all(s->fd, d, want, pos + CK_BATCH_HEADER_SIZE + rpos) != (int64_t)want)
+        return CK_EIO;
+    out->len += want;
+    return (int64_t)(CK_BATCH_HEADER_SIZE + want);
 }
 
 /* Searches segment s for the first record with timestamp >= ts among batches with base

@@ -669,7 +669,13 @@ static int emit_plain(ck_docfields_t *d, const char *field, size_t flen, ck_slic
 int ck_docfields_add(ck_docfields_t *d, ck_segbuild_t *b, int32_t partition, int64_t offset,
                      int64_t timestamp, ck_slice_t key, ck_slice_t value)
 {
-    int rc = ck_segbuild_doc(b, partition, offset, timestamp);
+    return ck_docfields_add_at(d, b, partition, offset, timestamp, CK_SEG_NO_POS, key, value);
+}
+
+int ck_docfields_add_at(ck_docfields_t *d, ck_segbuild_t *b, int32_t partition, int64_t offset,
+                        int64_t timestamp, uint32_t record_pos, ck_slice_t key, ck_slice_t value)
+{
+    int rc = ck_segbuild_doc_at(b, partition, offset, timestamp, record_pos);
     if (rc)
         return rc;
     d->d_b = b;

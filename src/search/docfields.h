@@ -63,6 +63,9 @@ void ck_docfields_set_mapping(ck_docfields_t *d, ck_map_fn fn, void *ctx);
  * error. */
 int ck_docfields_add(ck_docfields_t *d, ck_segbuild_t *b, int32_t partition, int64_t offset,
                      int64_t timestamp, ck_slice_t key, ck_slice_t value);
+/* The same, with the record's position in its batch (ck_segbuild_doc_at). */
+int ck_docfields_add_at(ck_docfields_t *d, ck_segbuild_t *b, int32_t partition, int64_t offset,
+                        int64_t timestamp, uint32_t record_pos, ck_slice_t key, ck_slice_t value);
 
 /* Parses an ISO-8601 date ("2024-05-01"), date-time ("2024-05-01T10:00:00",
  * "...:00.123Z", "...+02:00", space instead of 'T') into epoch milliseconds. Returns false

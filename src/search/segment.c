@@ -1,4 +1,4 @@
-/* Segment image, version 1. Also in docs/SEARCH_FORMAT.md (keep them equal).
+/* Segment image, version 2. Also in docs/SEARCH_FORMAT.md (keep them equal).
  *
  * One segment = one contiguous byte image. Integers are little-endian; the doc columns
  * and the number arrays are plain arrays a little-endian host reads in place. Every
@@ -8,21 +8,26 @@
  *
  *   offset  size   field
  *   0       4      magic "CKSG" (0x43 0x4B 0x53 0x47)
- *   4       1      version = 1
+ *   4       1      version = 2 (1 lacked the record positions; an index of version 1
+ *                  segments is rebuilt)
  *   5       3      reserved = 0
  *   8       8      L, image length in bytes
  *   16      4      ND, doc count
  *   20      4      NF, field count
  *   24      4      NP, partitions with docs in this segment
  *   28      4      CRC-32C over bytes [0, 28), then [32, L)
- *   32      96     section table, 6 entries of (u64 offset, u64 length):
+ *   32      112    section table, 7 entries of (u64 offset, u64 length):
  *                    0 field table      80 * NF bytes
  *                    1 names            each field name followed by a NUL
  *                    2 doc partitions   i32 * ND
  *                    3 doc offsets      i64 * ND
  *                    4 doc timestamps   i64 * ND
  *                    5 partition table  24 * NP bytes
- *   128     ...    the sections, then per field its own sections (below), in field order
+ *                    6 doc record pos   u32 * ND: where the doc's record starts in its
+ *                                       batch's records section (ck_record_t.pos), so
+ *                                       that _source reads only the record; 0xFFFFFFFF
+ *                                       when unknown (compressed batch, REST doc)
+ *   144     ...    the sections, then per field its own sections (below), in field order
  *
  * Field table entry (80 bytes), entries sorted by (name in memcmp order, shorter first;
  * then kind), no two equal:
@@ -89,17 +94,17 @@
 #error "segment images are read in place: little-endian hosts only"
 #endif
 
-#define VERSION 1
+#define VERSION 2
 #define HDR 32
-#define NSEC 6
+#define NSEC 7
 #define SECTAB (NSEC * 16)
-#define BODY (HDR + SECTAB) /* 128: first section */
+#define BODY (HDR + SECTAB) /* 144: first section */
 #define FENT 80
 #define PENT 24
 #define NONE UINT32_MAX
 #define MAXT CK_TERMDICT_MAX_TERM
 
-enum { SEC_FIELDS, SEC_NAMES, SEC_DPART, SEC_DOFF, SEC_DTS, SEC_PARTS };
+enum { SEC_FIELDS, SEC_NAMES, SEC_DPART, SEC_DOFF, SEC_DTS, SEC_PARTS, SEC_DRPOS };
 
 static inline void put_le64(uint8_t *p, uint64_t v)
 {
@@ -279,7 +284,7 @@ static int partition_table(const int32_t *part, const int64_t *off, uint32_t nd,
 /* Appends one image to out. Fields must be sorted by (name, kind) and non-empty. On error
  * out is left as it was. */
 static int image_write(ck_wbuf_t *out, uint32_t nd, const int32_t *part, const int64_t *off,
-                       const int64_t *ts, const ofield_t *f, uint32_t nf)
+                       const int64_t *ts, const uint32_t *rpos, const ofield_t *f, uint32_t nf)
 {
     pent_t *pt = NULL;
     uint32_t np = 0;
@@ -297,6 +302,7 @@ static int image_write(ck_wbuf_t *out, uint32_t nd, const int32_t *part, const i
     sec_len[SEC_DOFF] = 8ull * nd;
     sec_len[SEC_DTS] = 8ull * nd;
     sec_len[SEC_PARTS] = (uint64_t)PENT * np;
+    sec_len[SEC_DRPOS] = 4ull * nd;
     size_t pos = BODY;
     for (int s = 0; s < NSEC; s++) {
         sec_off[s] = pos;
@@ -374,6 +380,7 @@ static int image_write(ck_wbuf_t *out, uint32_t nd, const int32_t *part, const i
         memcpy(p + sec_off[SEC_DPART], part, 4ull * nd);
         memcpy(p + sec_off[SEC_DOFF], off, 8ull * nd);
         memcpy(p + sec_off[SEC_DTS], ts, 8ull * nd);
+        memcpy(p + sec_off[SEC_DRPOS], rpos, 4ull * nd);
     }
     for (uint32_t i = 0; i < np; i++) {
         uint8_t *e = p + sec_off[SEC_PARTS] + (size_t)PENT * i;
@@ -481,7 +488,8 @@ struct ck_segbuild {
     uint32_t ndocs;
     int32_t *d_part;
     int64_t *d_off, *d_ts;
-    size_t d_pcap, d_ocap, d_tcap;
+    uint32_t *d_rpos;
+    size_t d_pcap, d_ocap, d_tcap, d_rcap;
 
     bfield_t *fields;
     uint32_t nfields;
@@ -563,6 +571,7 @@ void ck_segbuild_free(ck_segbuild_t *b)
     ck_free(b->d_part);
     ck_free(b->d_off);
     ck_free(b->d_ts);
+    ck_free(b->d_rpos);
     ck_free(b->terms);
     ck_free(b->slots);
     ck_free(b->arena);
@@ -589,19 +598,26 @@ static void builder_reset(ck_segbuild_t *b)
     b->ndocs = 0;
 }
 
-int ck_segbuild_doc(ck_segbuild_t *b, int32_t partition, int64_t offset, int64_t timestamp)
+int ck_segbuild_doc_at(ck_segbuild_t *b, int32_t partition, int64_t offset, int64_t timestamp,
+                       uint32_t record_pos)
 {
     if (b->ndocs > CK_POSTINGS_MAX_DOC)
         return CK_ETOOBIG;
     size_t n = (size_t)b->ndocs + 1;
     if (grow(&b->d_part, &b->d_pcap, n, 4) || grow(&b->d_off, &b->d_ocap, n, 8) ||
-        grow(&b->d_ts, &b->d_tcap, n, 8))
+        grow(&b->d_ts, &b->d_tcap, n, 8) || grow(&b->d_rpos, &b->d_rcap, n, 4))
         return CK_ENOMEM;
     b->d_part[b->ndocs] = partition;
     b->d_off[b->ndocs] = offset;
     b->d_ts[b->ndocs] = timestamp;
+    b->d_rpos[b->ndocs] = record_pos;
     b->ndocs++;
     return 0;
+}
+
+int ck_segbuild_doc(ck_segbuild_t *b, int32_t partition, int64_t offset, int64_t timestamp)
+{
+    return ck_segbuild_doc_at(b, partition, offset, timestamp, CK_SEG_NO_POS);
 }
 
 uint32_t ck_segbuild_ndocs(const ck_segbuild_t *b)
@@ -1251,7 +1267,7 @@ int ck_segbuild_finish(ck_segbuild_t *b, ck_wbuf_t *out)
             goto done;
         }
     }
-    rc = image_write(out, nd, b->d_part, b->d_off, b->d_ts, of, nout);
+    rc = image_write(out, nd, b->d_part, b->d_off, b->d_ts, b->d_rpos, of, nout);
 done:
     if (rc) {
         out->len = out_len;
@@ -1287,7 +1303,7 @@ struct ck_segment {
     const uint8_t *s_p;
     size_t s_n;
     uint32_t s_ndocs, s_nfields, s_nparts;
-    const uint8_t *s_dpart, *s_doff, *s_dts, *s_parts;
+    const uint8_t *s_dpart, *s_doff, *s_dts, *s_parts, *s_drpos;
     ck_seg_field_t *s_fields;
     rfield_t *s_rf;
 };
@@ -1490,7 +1506,7 @@ int ck_segment_open(const uint8_t *p, size_t n, bool verify, ck_segment_t **out)
     }
     if (sl[SEC_FIELDS] != (uint64_t)FENT * nf || sl[SEC_DPART] != 4ull * nd ||
         sl[SEC_DOFF] != 8ull * nd || sl[SEC_DTS] != 8ull * nd ||
-        sl[SEC_PARTS] != (uint64_t)PENT * np || nd == UINT32_MAX)
+        sl[SEC_PARTS] != (uint64_t)PENT * np || sl[SEC_DRPOS] != 4ull * nd || nd == UINT32_MAX)
         return CK_ECORRUPT;
     ck_segment_t *s = ck_calloc(1, sizeof *s);
     if (!s)
@@ -1504,6 +1520,7 @@ int ck_segment_open(const uint8_t *p, size_t n, bool verify, ck_segment_t **out)
     s->s_doff = p + so[SEC_DOFF];
     s->s_dts = p + so[SEC_DTS];
     s->s_parts = p + so[SEC_PARTS];
+    s->s_drpos = p + so[SEC_DRPOS];
     s->s_fields = ck_calloc(nf ? nf : 1, sizeof *s->s_fields);
     s->s_rf = ck_calloc(nf ? nf : 1, sizeof *s->s_rf);
     int rc = (!s->s_fields || !s->s_rf) ? CK_ENOMEM : 0;
@@ -1542,6 +1559,13 @@ void ck_segment_doc(const ck_segment_t *s, uint32_t doc, int32_t *partition, int
         memcpy(offset, s->s_doff + 8 * (size_t)doc, 8);
     if (timestamp)
         memcpy(timestamp, s->s_dts + 8 * (size_t)doc, 8);
+}
+
+uint32_t ck_segment_doc_record_pos(const ck_segment_t *s, uint32_t doc)
+{
+    uint32_t v;
+    memcpy(&v, s->s_drpos + 4 * (size_t)doc, 4);
+    return v;
 }
 
 bool ck_segment_offsets(const ck_segment_t *s, int32_t partition, int64_t *min, int64_t *max)
@@ -1912,6 +1936,7 @@ int ck_segment_merge(ck_segment_t *const *segs, size_t n,
     int out_err = out->err;
     int32_t *part = NULL;
     int64_t *off = NULL, *ts = NULL;
+    uint32_t *rpos = NULL;
     mref_t *refs = NULL;
     ofield_t *of = NULL;
     size_t nrefs = 0, nof = 0;
@@ -1948,9 +1973,10 @@ int ck_segment_merge(ck_segment_t *const *segs, size_t n,
     part = ck_malloc(4 * (nd ? nd : 1));
     off = ck_malloc(8 * (nd ? nd : 1));
     ts = ck_malloc(8 * (nd ? nd : 1));
+    rpos = ck_malloc(4 * (nd ? nd : 1));
     refs = ck_malloc(sizeof *refs * (nrefs ? nrefs : 1));
     of = ck_calloc(nrefs ? nrefs : 1, sizeof *of);
-    if (!part || !off || !ts || !refs || !of) {
+    if (!part || !off || !ts || !rpos || !refs || !of) {
         rc = CK_ENOMEM;
         goto done;
     }
@@ -1959,8 +1985,10 @@ int ck_segment_merge(ck_segment_t *const *segs, size_t n,
         const ck_segment_t *s = segs[i];
         for (uint32_t d = 0; d < s->s_ndocs; d++) {
             uint32_t x = m.m_map[i][d];
-            if (x != NONE)
+            if (x != NONE) {
                 ck_segment_doc(s, d, &part[x], &off[x], &ts[x]);
+                rpos[x] = ck_segment_doc_record_pos(s, d);
+            }
         }
         for (uint32_t f = 0; f < s->s_nfields; f++)
             refs[r++] = (mref_t){&s->s_fields[f], (uint32_t)i, f};
@@ -1982,7 +2010,7 @@ int ck_segment_merge(ck_segment_t *const *segs, size_t n,
             ofield_free(o), memset(o, 0, sizeof *o);
         i = j;
     }
-    rc = image_write(out, m.m_nd, part, off, ts, of, (uint32_t)nof);
+    rc = image_write(out, m.m_nd, part, off, ts, rpos, of, (uint32_t)nof);
 done:
     if (rc) {
         out->len = out_len;
@@ -1998,6 +2026,7 @@ done:
     ck_free(part);
     ck_free(off);
     ck_free(ts);
+    ck_free(rpos);
     ck_free(refs);
     ck_free(of);
     ck_postings_writer_free(&m.m_pw_text);

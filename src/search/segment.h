@@ -46,8 +46,15 @@ typedef struct ck_segbuild ck_segbuild_t;
 int ck_segbuild_new(ck_segbuild_t **out);
 void ck_segbuild_free(ck_segbuild_t *b);
 
+/* A doc whose record position is unknown. */
+#define CK_SEG_NO_POS UINT32_MAX
+
 /* Starts the next doc (ids 0, 1, 2, ... in call order); the previous doc ends here. */
 int ck_segbuild_doc(ck_segbuild_t *b, int32_t partition, int64_t offset, int64_t timestamp);
+/* The same, with where the doc's record starts in its batch (ck_record_t.pos of an
+ * uncompressed batch; CK_SEG_NO_POS if unknown). */
+int ck_segbuild_doc_at(ck_segbuild_t *b, int32_t partition, int64_t offset, int64_t timestamp,
+                       uint32_t record_pos);
 
 /* Adds one token of a text field to the current doc. Within one doc and field, positions
  * must not decrease (equal positions are allowed: tf counts both; when the same term
@@ -107,6 +114,8 @@ uint32_t ck_segment_ndocs(const ck_segment_t *s);
 /* The record of doc (doc < ndocs). */
 void ck_segment_doc(const ck_segment_t *s, uint32_t doc, int32_t *partition, int64_t *offset,
                     int64_t *timestamp);
+/* The doc's record position in its batch, CK_SEG_NO_POS if unknown. */
+uint32_t ck_segment_doc_record_pos(const ck_segment_t *s, uint32_t doc);
 /* Smallest and largest offset of a partition's docs in this segment; false if none. */
 bool ck_segment_offsets(const ck_segment_t *s, int32_t partition, int64_t *min, int64_t *max);
 

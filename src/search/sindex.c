@@ -662,7 +662,8 @@ static void lane_apply(ltask_t *k)
     const ck_idx_batch_t *b = k->batch;
     for (int i = k->from; i < k->to; i++) {
         const ck_record_t *r = &b->recs[i];
-        k->rc = ck_docfields_add(l->df, l->b, b->partition, r->offset, r->timestamp, r->key, r->value);
+        k->rc = ck_docfields_add_at(l->df, l->b, b->partition, r->offset, r->timestamp,
+                                    b->compressed ? CK_SEG_NO_POS : r->pos, r->key, r->value);
         if (k->rc)
             return;
         k->done++;

@@ -125,8 +125,12 @@ typedef struct fetch_item {
     const char *topic;
     int32_t partition;
     int64_t offset;
+    uint32_t rpos; /* the record's position in its batch (CK_SEG_NO_POS: unknown) */
     int rc;
     int32_t batch; /* index into fetch_op.batches, -1 = none */
+    ck_wbuf_t part; /* read alone: the batch header, then the record */
+    ck_record_t rec; /* ... decoded (when has_rec), slices into part */
+    bool has_rec;
     json_t *src;   /* the hit's _source (owned), or NULL */
     json_t *doc;   /* its "value" (borrowed from src) */
 } fetch_item_t;
@@ -160,6 +164,30 @@ static int item_cmp(const void *a, const void *b, void *arg)
 
 /* Loop thread: copies the batches holding the items out of the log, each batch once
  * (hits are visited in offset order, so hits of one batch share it). */
+/* Reads just the hit's record (a few KB at most) out of its uncompressed batch: true if
+ * that worked and it is the record asked for, else the caller reads the batch whole. */
+static bool fetch_record_alone(ck_partition_t *p, fetch_item_t *it)
+{
+    if (it->rpos == CK_SEG_NO_POS)
+        return false;
+    size_t want = 4096;
+    for (int round = 0; round < 2; round++, want = 1u << 20) {
+        ck_wbuf_reset(&it->part);
+        int64_t n = ck_partition_read_part(p, it->offset, ck_partition_durable_end(p), it->rpos,
+                                           want, &it->part);
+        if (n < CK_BATCH_HEADER_SIZE)
+            return false;
+        int64_t size = ck_batch_record_at(it->part.data, it->part.data + CK_BATCH_HEADER_SIZE,
+                                          (size_t)n - CK_BATCH_HEADER_SIZE, &it->rec);
+        if (size == CK_ETRUNC && (size_t)n - CK_BATCH_HEADER_SIZE == want)
+            continue; /* a bigger record: read more */
+        /* the log was compacted since (records moved) or the position is off: not it */
+        it->has_rec = size > 0 && it->rec.offset == it->offset;
+        return it->has_rec;
+    }
+    return false;
+}
+
 static void do_fetch(ck_api_t *a, void *arg)
 {
     fetch_op_t *op = arg;
@@ -179,6 +207,8 @@ static void do_fetch(ck_api_t *a, void *arg)
             continue;
         }
         ck_partition_t *p = t->parts[it->partition];
+        if (fetch_record_alone(p, it))
+            continue;
         fetch_batch_t *b = &op->batches[op->nbatches];
         memset(b, 0, sizeof(*b));
         int64_t n =
@@ -215,6 +245,12 @@ static json_t *record_json(const fetch_item_t *it, const ck_record_t *r, json_t 
 /* Decodes each fetched batch once and builds the sources of its items. */
 static void build_sources(fetch_op_t *op)
 {
+    for (size_t i = 0; i < op->n; i++) {
+        fetch_item_t *fi = &op->items[i];
+        if (fi->has_rec)
+            fi->src = record_json(fi, &fi->rec, &fi->doc);
+        ck_wbuf_free(&fi->part);
+    }
     ck_wbuf_t scratch = CK_WBUF_INIT;
     size_t k = 0;
     for (size_t bi = 0; bi < op->nbatches; bi++) {
@@ -480,6 +516,7 @@ static void run_search(ck_api_t *a, ck_http_req_t *req, ck_http_resp_t *resp,
         items[i].topic = ts->t[h->view].name;
         ck_segment_doc(views[h->view].segs[h->seg], h->doc, &items[i].partition, &items[i].offset,
                        &ts_ms);
+        items[i].rpos = ck_segment_doc_record_pos(views[h->view].segs[h->seg], h->doc);
         items[i].batch = -1;
         order[i] = i;
         if (ts->t[h->view].rest)

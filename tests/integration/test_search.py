@@ -305,6 +305,46 @@ def test_plain_text_values_keys_and_unicode(srv):
 
 # ---------------------------------------------------------------- configs
 
+def test_source_of_records_in_big_compressed_and_plain_batches(srv):
+    """_source reads a hit's record alone from an uncompressed batch (small records, one
+    over 4 KB, one over 200 KB, in the middle of batches of hundreds), and reads the batch
+    whole when it is compressed: every hit's value, key and timestamp must be the record's."""
+    from confluent_kafka import Producer
+    t = unique_topic("srcread")
+    searchable_topic(srv, t, 1)
+    sent = {}
+    for codec in ("none", "gzip", "lz4"):
+        pr = Producer({"bootstrap.servers": srv.bootstrap, "acks": "all", "linger.ms": 100,
+                       "compression.type": codec, "batch.size": 4000000})
+        for i in range(600):
+            if i == 300:
+                pad = "x" * 5000
+            elif i == 450:
+                pad = "y " * 110000
+            else:
+                pad = "z%d" % i
+            tok = "tok%s%d" % (codec, i)
+            v = json.dumps({"i": i, "codec": codec, "tok": tok, "pad": pad})
+            key = ("k-%s-%d" % (codec, i)).encode()
+            pr.produce(t, v.encode(), key=key, timestamp=1700000000000 + i)
+            sent[tok] = (v, key.decode(), 1700000000000 + i)
+        assert pr.flush(30) == 0
+    wait_total(srv, t, len(sent))
+    for tok in ["toknone0", "toknone1", "toknone299", "toknone300", "toknone450", "toknone599",
+                "tokgzip7", "tokgzip300", "toklz4450", "toklz4598"]:
+        res = search(srv, t, {"query": {"term": {"tok": tok}}})
+        assert total(res) == 1, tok
+        src = hits(res)[0]["_source"]
+        v, key, ts = sent[tok]
+        assert src["value"] == json.loads(v), tok
+        assert src["key"] == key and src["timestamp"] == ts, tok
+    # many hits at once, across batches and codecs
+    res = search(srv, t, {"query": {"terms": {"tok": list(sent)[::37]}}, "size": 100})
+    assert len(hits(res)) == len(list(sent)[::37])
+    for h in hits(res):
+        assert h["_source"]["value"] == json.loads(sent[h["_source"]["value"]["tok"]][0])
+
+
 def test_enable_later_backfills_and_alias(srv):
     t = unique_topic("later")
     create_topic(srv, t, 2, columnar=False)

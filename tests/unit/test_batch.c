@@ -130,6 +130,49 @@ CK_TEST(batch_iterate_every_codec)
     }
 }
 
+/* Each record read on its own from its pos equals the iterator's; pos counts within the
+ * (decompressed) records section; short input is CK_ETRUNC, damage CK_ECORRUPT. */
+CK_TEST(batch_record_at_pos)
+{
+    for (int c = 0; c < NALL; c++) {
+        ck_wbuf_t w = CK_WBUF_INIT, scratch = CK_WBUF_INIT;
+        build_sample(&w, all_codecs[c]);
+        ck_batch_iter_t it;
+        CHECK_EQ(ck_batch_iter_init(&it, w.data, w.len, &scratch), 0);
+        const uint8_t *recs = it.rp;
+        size_t rlen = (size_t)(it.rend - it.rp);
+        ck_record_t r, one;
+        uint32_t last = 0;
+        for (int i = 0; i < NSAMPLE; i++) {
+            CHECK_EQ(ck_batch_iter_next(&it, &r), 1);
+            if (i == 0)
+                CHECK_EQ(r.pos, 0);
+            else
+                CHECK(r.pos > last);
+            last = r.pos;
+            int64_t size = ck_batch_record_at(w.data, recs + r.pos, rlen - r.pos, &one);
+            CHECK(size > 0);
+            CHECK_EQ(one.offset, r.offset);
+            CHECK_EQ(one.timestamp, r.timestamp);
+            CHECK(ck_slice_eq(one.key, r.key));
+            CHECK(ck_slice_eq(one.value, r.value));
+            CHECK_EQ(one.header_count, r.header_count);
+            /* exactly its own bytes suffice; one fewer does not */
+            CHECK_EQ(ck_batch_record_at(w.data, recs + r.pos, (size_t)size, &one), size);
+            CHECK_EQ(ck_batch_record_at(w.data, recs + r.pos, (size_t)size - 1, &one), CK_ETRUNC);
+            if (i + 1 < NSAMPLE) /* the next record starts right after */
+                CHECK(r.pos + (uint64_t)size < rlen);
+        }
+        /* a length prefix that is not one */
+        uint8_t bad[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0};
+        CHECK_EQ(ck_batch_record_at(w.data, bad, sizeof bad, &one), CK_ECORRUPT);
+        uint8_t tiny[2] = {0x02, 0}; /* length 1: shorter than any record body */
+        CHECK_EQ(ck_batch_record_at(w.data, tiny, sizeof tiny, &one), CK_ECORRUPT);
+        ck_wbuf_free(&scratch);
+        ck_wbuf_free(&w);
+    }
+}
+
 CK_TEST(batch_validate_info)
 {
     ck_wbuf_t w = CK_WBUF_INIT;

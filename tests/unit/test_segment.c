@@ -168,6 +168,14 @@ static bool keep_all(uint32_t d, void *ctx)
     return true;
 }
 
+/* The record position the tests give a doc: a function of (partition, offset), so it
+ * survives renumbering; some docs have none. */
+static uint32_t rpos_of(int32_t part, int64_t off)
+{
+    uint64_t x = (uint64_t)off * 2654435761u + (uint64_t)(part + 7);
+    return x % 7 == 0 ? CK_SEG_NO_POS : (uint32_t)(x % 1000003u);
+}
+
 /* Feeds docs [a, b) of c (those keep() accepts) into a builder and finishes into out. */
 static void build(const corpus_t *c, uint32_t a, uint32_t b, bool (*keep)(uint32_t, void *),
                   void *ctx, ck_wbuf_t *out)
@@ -180,7 +188,9 @@ static void build(const corpus_t *c, uint32_t a, uint32_t b, bool (*keep)(uint32
     for (uint32_t d = a; d < b; d++) {
         bool k = keep(d, ctx);
         if (k)
-            CHECK_EQ(ck_segbuild_doc(sb, c->part[d], c->off[d], c->ts[d]), 0);
+            CHECK_EQ(ck_segbuild_doc_at(sb, c->part[d], c->off[d], c->ts[d],
+                                        rpos_of(c->part[d], c->off[d])),
+                     0);
         for (; i < c->nops && c->ops[i].doc == d; i++) {
             if (!k)
                 continue;
@@ -253,6 +263,7 @@ static void check_segment(const ck_segment_t *s, const corpus_t *c)
         CHECK_EQ(p, c->part[d]);
         CHECK_EQ(o, c->off[d]);
         CHECK_EQ(t, c->ts[d]);
+        CHECK_EQ(ck_segment_doc_record_pos(s, d), rpos_of(p, o));
     }
     for (int32_t p = -2; p <= 3; p++) {
         bool any = false;
@@ -487,6 +498,7 @@ CK_TEST(segment_small)
     uint8_t *img = exact_copy(&out);
     ck_segment_t *s;
     CHECK_EQ(ck_segment_open(img, out.len, true, &s), 0);
+    CHECK_EQ(ck_segment_doc_record_pos(s, 0), CK_SEG_NO_POS); /* added without one */
     CHECK_EQ(ck_segment_size(s), out.len);
     CHECK_EQ(ck_segment_ndocs(s), 3);
     int32_t p;
@@ -669,7 +681,8 @@ CK_TEST(segment_text_n_equals_text)
     uint32_t x = 7;
     size_t i = 0, batches = 0;
     for (uint32_t d = 0; d < c.ndocs; d++) {
-        CHECK_EQ(ck_segbuild_doc(sb, c.part[d], c.off[d], c.ts[d]), 0);
+        CHECK_EQ(ck_segbuild_doc_at(sb, c.part[d], c.off[d], c.ts[d], rpos_of(c.part[d], c.off[d])),
+                 0);
         while (i < c.nops && c.ops[i].doc == d) {
             const op_t *o = &c.ops[i];
             const fdef_t *f = &FIELDS[o->f];
