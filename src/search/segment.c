@@ -94,7 +94,7 @@
 #error "segment images are read in place: little-endian hosts only"
 #endif
 
-#define VERSION 2
+#define VERSION CK_SEG_VERSION
 #define HDR 32
 #define NSEC 7
 #define SECTAB (NSEC * 16)
@@ -1559,6 +1559,13 @@ void ck_segment_doc(const ck_segment_t *s, uint32_t doc, int32_t *partition, int
         memcpy(offset, s->s_doff + 8 * (size_t)doc, 8);
     if (timestamp)
         memcpy(timestamp, s->s_dts + 8 * (size_t)doc, 8);
+}
+
+int ck_segment_image_version(const uint8_t *img, size_t len)
+{
+    if (len < 8 || memcmp(img, "CKSG", 4) != 0)
+        return -1;
+    return img[4];
 }
 
 uint32_t ck_segment_doc_record_pos(const ck_segment_t *s, uint32_t doc)

@@ -114,6 +114,11 @@ uint32_t ck_segment_ndocs(const ck_segment_t *s);
 /* The record of doc (doc < ndocs). */
 void ck_segment_doc(const ck_segment_t *s, uint32_t doc, int32_t *partition, int64_t *offset,
                     int64_t *timestamp);
+/* The format version an image says it has (the current one is CK_SEG_VERSION), or -1
+ * if it does not start like a segment image. Does not validate anything else. */
+#define CK_SEG_VERSION 2
+int ck_segment_image_version(const uint8_t *img, size_t len);
+
 /* The doc's record position in its batch, CK_SEG_NO_POS if unknown. */
 uint32_t ck_segment_doc_record_pos(const ck_segment_t *s, uint32_t doc);
 /* Smallest and largest offset of a partition's docs in this segment; false if none. */

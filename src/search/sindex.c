@@ -459,15 +459,19 @@ static int load_commit(stopic_t *t)
         int level = (int)json_integer_value(json_object_get(e, "level"));
         char fin[1300];
         seg_path(t, gen, "cks", fin, sizeof(fin));
-        uint8_t *img;
-        size_t len;
+        uint8_t *img = NULL;
+        size_t len = 0;
         sseg_t *g = NULL;
         rc = map_file(fin, &img, &len);
+        int version = rc ? -1 : ck_segment_image_version(img, len);
         if (!rc)
-            rc = sseg_new(img, len, gen, level, &g);
+            rc = sseg_new(img, len, gen, level, &g); /* on failure, img is unmapped */
         if (!rc && (rc = list_push(&t->disk, &t->ndisk, g)))
             sseg_unref(g);
-        if (rc)
+        if (rc && version >= 0 && version != CK_SEG_VERSION)
+            CK_INFO("search", "%s: segment %s has format version %d, this server writes %d: "
+                    "rebuilding the index from the log", t->name, fin, version, CK_SEG_VERSION);
+        else if (rc)
             CK_WARN("search", "%s: segment %s unusable (%s): rebuilding the index", t->name, fin,
                     ck_strerror(rc));
         if (gen >= t->next_gen)

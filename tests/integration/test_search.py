@@ -516,6 +516,35 @@ def test_parallel_indexing_lanes_equal_one_lane(own):
     assert ranked() == before
 
 
+def test_older_segment_format_is_rebuilt(own):
+    """Segments of another format version (an upgrade) are not read: the index is rebuilt
+    from the log at start, says so, and answers as before."""
+    s = own("srchfmt", CHRONIK_SEARCH_FLUSH_INTERVAL_MS="100")
+    t = unique_topic("fmt")
+    searchable_topic(s, t, 1)
+    produce_json(s, t, DOCS)
+    wait_total(s, t, len(DOCS))
+    folder = s.data_dir / "search" / t
+    wait_for(lambda: (folder / "COMMIT").exists() and
+             sum(json.loads((folder / "COMMIT").read_text())["partitions"]) == len(DOCS), 20, 0.05,
+             "the commit covering every doc")
+    q = {"query": {"match": {"body": "lazy brown dog"}}}
+    before = sorted((h["_id"], round(h["_score"], 4)) for h in hits(search(s, t, q)))
+    s.stop()
+    segs = list(folder.glob("seg_*.cks"))
+    assert segs
+    for f in segs:
+        b = bytearray(f.read_bytes())
+        assert b[:4] == b"CKSG"
+        b[4] = 1  # the previous format version
+        f.write_bytes(bytes(b))
+    s.start()
+    wait_http(s)
+    wait_total(s, t, len(DOCS))
+    assert sorted((h["_id"], round(h["_score"], 4)) for h in hits(search(s, t, q))) == before
+    assert "has format version 1" in s.log_path.read_text()
+
+
 def test_retention_drops_old_docs(srv):
     t = unique_topic("ret")
     searchable_topic(srv, t, 1)

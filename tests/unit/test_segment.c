@@ -499,6 +499,9 @@ CK_TEST(segment_small)
     ck_segment_t *s;
     CHECK_EQ(ck_segment_open(img, out.len, true, &s), 0);
     CHECK_EQ(ck_segment_doc_record_pos(s, 0), CK_SEG_NO_POS); /* added without one */
+    CHECK_EQ(ck_segment_image_version(img, out.len), CK_SEG_VERSION);
+    CHECK_EQ(ck_segment_image_version(img, 7), -1);
+    CHECK_EQ(ck_segment_image_version((const uint8_t *)"CKSX\2\0\0\0", 8), -1);
     CHECK_EQ(ck_segment_size(s), out.len);
     CHECK_EQ(ck_segment_ndocs(s), 3);
     int32_t p;
