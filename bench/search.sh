@@ -10,7 +10,8 @@
 # SEARCH_BENCH_VASWANI=DIR; without it the quality step is skipped with a note).
 #   1. bench/search_quality.py: nDCG@10, MAP, R@100 of xapian, fts5 and chronik (a server
 #      of its own on free ports, 1 partition);
-#   2. bench/search_speed.py: indexing docs/s and size, query latency per query set, QPS
+#   2. bench/search_speed.py: indexing docs/s and size, query latency per query set (also
+#      from BUILD_DIR/bench/chronik-query-bench, a C client), QPS
 #      with 8 clients, produce -> searchable latency, on 1,000,000 documents (--quick:
 #      100,000).
 # Prints both Markdown sections; keeps them and the logs in the run folder

@@ -36,8 +36,10 @@ binding overhead per query as Chronik pays HTTP + JSON):
              quoted terms, ORDER BY rank LIMIT 10; Chronik: POST /<topic>/_search
              {"query":{"match":{"text":q}},"size":10,"track_total_hits":false,
              "_source":false} on one keep-alive connection (includes HTTP and JSON both
-             ways; ids and scores, as the baselines return), then every set again without
-             "_source":false (each hit's record read back from the log). A set stops early
+             ways; ids and scores, as the baselines return); the same from a C client
+             (BUILD/bench/chronik-query-bench, --query-bench), since Python's http.client
+             alone costs ~0.1 ms a request; then every set again without "_source":false
+             (each hit's record read back from the log). A set stops early
              when it has used --set-budget seconds (the count run is printed).
   QPS        Chronik: --clients threads (8), each with its own keep-alive connection,
              queries from all sets interleaved, --qps-seconds (10).
@@ -51,6 +53,7 @@ import random
 import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -281,6 +284,8 @@ def main():
     ap.add_argument("--index-timeout", type=float, default=None, help="s until all docs searchable (N/2000 + 120)")
     ap.add_argument("--error-grace", type=float, default=15.0)
     ap.add_argument("--request-timeout", type=float, default=60.0)
+    ap.add_argument("--query-bench", help="chronik-query-bench binary (default: bench/ next to "
+                    "--server-binary; the C-client latency is skipped without it)")
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
@@ -386,6 +391,26 @@ def main():
                     r[name] = time_queries(search, qsets[name], a.set_budget)
                     log("chronik %s: p50 %s ms p99 %s ms (%d queries)" % (
                         name, ms(pct(r[name], 50)), ms(pct(r[name], 99)), len(r[name])))
+                # the same ids-and-scores queries from a C client (one keep-alive connection):
+                # Python's http.client alone costs ~0.1 ms a request
+                qb = a.query_bench or (os.path.join(os.path.dirname(a.server_binary), "bench", "chronik-query-bench")
+                                       if a.server_binary else None)
+                if qb and os.access(qb, os.X_OK):
+                    hostport = client.url.split("//", 1)[1].rstrip("/")
+                    for name in SET_NAMES:
+                        qf = os.path.join(workdir, "queries-%s.txt" % name)
+                        with open(qf, "w") as f:
+                            f.write("\n".join(qsets[name]) + "\n")
+                        out = subprocess.run([qb, hostport, a.topic, qf, "--budget", str(a.set_budget)],
+                                             capture_output=True, text=True, timeout=a.set_budget + 120)
+                        if out.returncode != 0:
+                            raise ChronikError("chronik-query-bench %s: %s" % (name, out.stderr.strip()[:300]))
+                        r[name + "+c"] = json.loads(out.stdout)["ms"]
+                        r[name + "+c"] = [x / 1000.0 for x in r[name + "+c"]]
+                        log("chronik %s, C client: p50 %s ms p99 %s ms (%d queries)" % (
+                            name, ms(pct(r[name + "+c"], 50)), ms(pct(r[name + "+c"], 99)), len(r[name + "+c"])))
+                else:
+                    log("chronik: no chronik-query-bench (%s): the C-client latency is skipped" % qb)
                 for name in SET_NAMES:
                     def search_src(q):
                         client.match(a.topic, "text", q, 10, track_total_hits=False)
@@ -568,29 +593,43 @@ def print_report(a, corpus, res, failures):
           "searchable=true, JSON {\"id\",\"text\"} produced with confluent-kafka, acks=all. Sizes as built.")
     print("")
     print("Query latency, top 10, one client, sequential (ms, p50 / p99; n = queries timed). "
-          "Chronik's figures include HTTP and JSON both ways; the baselines run in-process. "
-          "The baselines return doc ids and scores; so does the Chronik column (`_source: false`), "
-          "and the last column has Chronik with every hit's `_source` read back from the log. "
-          "The ratios compare like with like (ids and scores).")
+          "Chronik's figures include HTTP and JSON both ways; the baselines run in-process through "
+          "their Python bindings. The baselines return doc ids and scores; so do the Chronik columns "
+          "(`_source: false`): first from Python's http.client (like the baselines, a Python caller), "
+          "then from a C client (bench/chronik-query-bench.c, one keep-alive connection), as Python's "
+          "client alone costs about 0.1 ms a request. The ratios compare like with like (ids and "
+          "scores): Python client; C client. The last column has Chronik (Python client) with every "
+          "hit's `_source` read back from the log.")
     print("")
     src = "chronik" in ok and any(c.get(n + "+src") for n in SET_NAMES)
+    cc = "chronik" in ok and any(c.get(n + "+c") for n in SET_NAMES)
     hdr = "| Query set | " + " | ".join(names[s] for s in ok)
+    if cc:
+        hdr += " | Chronik, C client"
     if "chronik" in ok and base:
         hdr += " | " + " | ".join("Chronik / %s p50, p99" % names[s].split()[0] for s in base)
     if src:
         hdr += " | Chronik with _source"
     print(hdr + " |")
-    print("|---" * (1 + len(ok) + (len(base) if "chronik" in ok else 0) + (1 if src else 0)) + "|")
+    print("|---" * (1 + len(ok) + (1 if cc else 0) + (len(base) if "chronik" in ok else 0) + (1 if src else 0)) + "|")
     for name in SET_NAMES:
         cells = []
         for s in ok:
             l = res[s].get(name)
             cells.append("%s / %s (n=%d)" % (ms(pct(l, 50)), ms(pct(l, 99)), len(l)) if l else "-")
+        if cc:
+            l = c.get(name + "+c")
+            cells.append("%s / %s (n=%d)" % (ms(pct(l, 50)), ms(pct(l, 99)), len(l)) if l else "-")
         if "chronik" in ok and c.get(name):
             for s in base:
                 l = res[s].get(name)
-                cells.append("%s, %s" % (_ratio(pct(c[name], 50), pct(l, 50)), _ratio(pct(c[name], 99), pct(l, 99)))
-                             if l else "-")
+                cell = "-"
+                if l:
+                    cell = "%s, %s" % (_ratio(pct(c[name], 50), pct(l, 50)), _ratio(pct(c[name], 99), pct(l, 99)))
+                    if c.get(name + "+c"):
+                        cell += "; %s, %s" % (_ratio(pct(c[name + "+c"], 50), pct(l, 50)),
+                                              _ratio(pct(c[name + "+c"], 99), pct(l, 99)))
+                cells.append(cell)
         elif "chronik" in ok:
             cells += ["-"] * len(base)
         if src:
@@ -629,6 +668,9 @@ def print_report(a, corpus, res, failures):
                 kv.append("%s_p50_ms=%s %s_p99_ms=%s" % (name, ms(pct(r[name], 50)), name, ms(pct(r[name], 99))))
             if r.get(name + "+src"):
                 kv.append("%s_source_p50_ms=%s" % (name, ms(pct(r[name + "+src"], 50))))
+            if r.get(name + "+c"):
+                kv.append("%s_c_p50_ms=%s %s_c_p99_ms=%s" % (name, ms(pct(r[name + "+c"], 50)),
+                                                             name, ms(pct(r[name + "+c"], 99))))
         if r.get("qps"):
             kv.append("qps=%.0f" % r["qps"])
         if r.get("fresh"):
