@@ -162,10 +162,9 @@ static int item_cmp(const void *a, const void *b, void *arg)
     return (x->offset > y->offset) - (x->offset < y->offset);
 }
 
-/* Loop thread: copies the batches holding the items out of the log, each batch once
- * (hits are visited in offset order, so hits of one batch share it). */
-/* Reads just the hit's record (a few KB at most) out of its uncompressed batch: true if
- * that worked and it is the record asked for, else the caller reads the batch whole. */
+/* Reads just the hit's record out of its uncompressed batch (4 KB, or up to 1 MB for a
+ * bigger record): true if that worked and it is the record asked for, else the caller
+ * reads the batch whole. */
 static bool fetch_record_alone(ck_partition_t *p, fetch_item_t *it)
 {
     if (it->rpos == CK_SEG_NO_POS)
@@ -188,6 +187,9 @@ static bool fetch_record_alone(ck_partition_t *p, fetch_item_t *it)
     return false;
 }
 
+/* Loop thread: reads each hit's record alone where its position is known, else copies
+ * the batches holding the items out of the log, each batch once (hits are visited in
+ * offset order, so hits of one batch share it). */
 static void do_fetch(ck_api_t *a, void *arg)
 {
     fetch_op_t *op = arg;
