@@ -405,8 +405,7 @@ def main():
                                              capture_output=True, text=True, timeout=a.set_budget + 120)
                         if out.returncode != 0:
                             raise ChronikError("chronik-query-bench %s: %s" % (name, out.stderr.strip()[:300]))
-                        r[name + "+c"] = json.loads(out.stdout)["ms"]
-                        r[name + "+c"] = [x / 1000.0 for x in r[name + "+c"]]
+                        r[name + "+c"] = [x / 1000.0 for x in json.loads(out.stdout)["ms"]]
                         log("chronik %s, C client: p50 %s ms p99 %s ms (%d queries)" % (
                             name, ms(pct(r[name + "+c"], 50)), ms(pct(r[name + "+c"], 99)), len(r[name + "+c"])))
                 else:
