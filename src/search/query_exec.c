@@ -87,6 +87,18 @@ struct sc {
 
 /* ---- execution context ---- */
 
+/* A term's statistics over a view, computed once per query and view: every segment's
+ * scorer for the term needs them, and each costs a dictionary lookup in every segment. */
+typedef struct tstat {
+    char *field, *term; /* owned copies; term holds n bytes */
+    size_t n;
+    ck_seg_kind_t kind;
+    uint64_t doc_count, sum_len, df;
+    uint64_t *vals; /* per segment of the view: the term's postings locator, or TS_NONE */
+} tstat_t;
+
+#define TS_NONE UINT64_MAX
+
 typedef struct ex {
     const ck_search_req_t *x_rq;
     const ck_search_view_t *x_view;
@@ -94,7 +106,19 @@ typedef struct ex {
     ck_analyzer_t *x_an;
     ck_search_error_t *x_err;
     int x_rc;
+    tstat_t *x_ts; /* the current view's term statistics */
+    size_t x_nts, x_tscap;
 } ex_t;
+
+static void ex_stats_clear(ex_t *x)
+{
+    for (size_t i = 0; i < x->x_nts; i++) {
+        ck_free(x->x_ts[i].field);
+        ck_free(x->x_ts[i].term);
+        ck_free(x->x_ts[i].vals);
+    }
+    x->x_nts = 0;
+}
 
 static int ex_oom(ex_t *x)
 {
@@ -324,12 +348,16 @@ static void bits_or_range(sc_t *s, const ck_segment_t *seg, const char *field, i
 #undef IN_RANGE
 }
 
-/* Global statistics of (field, kind, term) over the view. */
-static void term_stats(const ck_search_view_t *v, const char *field, ck_seg_kind_t k, const char *t,
-                       size_t n, uint64_t *doc_count, uint64_t *sum_len, uint64_t *df)
+/* Global statistics of (field, kind, term) over the view: summed over its segments. With
+ * vals, also the term's postings locator in each segment (TS_NONE where it is absent). */
+static void view_term_stats(const ck_search_view_t *v, const char *field, ck_seg_kind_t k,
+                            const char *t, size_t n, uint64_t *doc_count, uint64_t *sum_len,
+                            uint64_t *df, uint64_t *vals)
 {
     *doc_count = *sum_len = *df = 0;
     for (size_t i = 0; i < v->nsegs; i++) {
+        if (vals)
+            vals[i] = TS_NONE;
         int fi = find_field(v->segs[i], field, k);
         if (fi < 0)
             continue;
@@ -337,10 +365,81 @@ static void term_stats(const ck_search_view_t *v, const char *field, ck_seg_kind
         *doc_count += f->doc_count;
         *sum_len += f->sum_len;
         uint32_t d;
-        if (t &&
-            ck_termdict_lookup(ck_segment_terms(v->segs[i], (uint32_t)fi), t, n, NULL, &d) == 0)
+        uint64_t val;
+        if (t && ck_termdict_lookup(ck_segment_terms(v->segs[i], (uint32_t)fi), t, n, &val, &d) ==
+                     0) {
             *df += d;
+            if (vals)
+                vals[i] = val;
+        }
     }
+}
+
+static int grow_stats(ex_t *x)
+{
+    size_t cap = x->x_tscap ? 2 * x->x_tscap : 8;
+    tstat_t *nv = ck_realloc(x->x_ts, cap * sizeof(*nv));
+    if (!nv)
+        return CK_ENOMEM;
+    x->x_ts = nv;
+    x->x_tscap = cap;
+    return 0;
+}
+
+/* view_term_stats, remembered for the rest of the view (t may be NULL: field totals).
+ * Returns the remembered entry (its vals set when t is), or NULL when it is not kept. */
+static const tstat_t *term_stats(ex_t *x, const char *field, ck_seg_kind_t k, const char *t,
+                                 size_t n, uint64_t *doc_count, uint64_t *sum_len, uint64_t *df)
+{
+    size_t tn = t ? n : SIZE_MAX;
+    for (size_t i = 0; i < x->x_nts; i++) {
+        const tstat_t *e = &x->x_ts[i];
+        if (e->kind == k && e->n == tn && !strcmp(e->field, field) &&
+            (!t || !memcmp(e->term, t, n))) {
+            *doc_count = e->doc_count;
+            *sum_len = e->sum_len;
+            *df = e->df;
+            return e;
+        }
+    }
+    size_t ns = x->x_view->nsegs;
+    if (ns < 2 || (x->x_nts == x->x_tscap && grow_stats(x))) {
+        /* one segment: one lookup anyway; or no memory to remember it */
+        view_term_stats(x->x_view, field, k, t, n, doc_count, sum_len, df, NULL);
+        return NULL;
+    }
+    tstat_t *e = &x->x_ts[x->x_nts];
+    e->field = ck_strdup(field);
+    e->term = t ? ck_malloc(n ? n : 1) : NULL;
+    e->vals = t ? ck_malloc(ns * sizeof(*e->vals)) : NULL;
+    view_term_stats(x->x_view, field, k, t, n, doc_count, sum_len, df, e->vals);
+    if (!e->field || (t && (!e->term || !e->vals))) {
+        ck_free(e->field);
+        ck_free(e->term);
+        ck_free(e->vals);
+        return NULL;
+    }
+    if (t && n)
+        memcpy(e->term, t, n);
+    e->n = tn;
+    e->kind = k;
+    e->doc_count = *doc_count;
+    e->sum_len = *sum_len;
+    e->df = *df;
+    x->x_nts++;
+    return e;
+}
+
+/* The postings of (field index fi, term) in the current segment, through the locator
+ * remembered in e when there is one. */
+static int term_postings(ex_t *x, const tstat_t *e, int fi, const char *t, size_t n,
+                         ck_postings_t *cur)
+{
+    const ck_segment_t *seg = ex_seg(x);
+    if (!e || !e->vals)
+        return ck_segment_postings(seg, (uint32_t)fi, t, n, cur, NULL);
+    uint64_t v = e->vals[x->x_si];
+    return v == TS_NONE ? CK_ENOENT : ck_segment_postings_at(seg, (uint32_t)fi, v, cur);
 }
 
 /* A BM25 term scorer (TEXT or KEYWORD), or NONE when the segment lacks the term. */
@@ -360,7 +459,9 @@ static sc_t *mk_term(ex_t *x, const char *field, ck_seg_kind_t k, const char *t,
         ex_oom(x);
         return NULL;
     }
-    int rc = ck_segment_postings(seg, (uint32_t)fi, t, n, s->cur, NULL);
+    uint64_t dc, sl, df;
+    const tstat_t *e = term_stats(x, field, k, t, n, &dc, &sl, &df);
+    int rc = term_postings(x, e, fi, t, n, s->cur);
     if (rc) {
         sc_free(s);
         if (rc == CK_ENOENT)
@@ -369,8 +470,6 @@ static sc_t *mk_term(ex_t *x, const char *field, ck_seg_kind_t k, const char *t,
             x->x_rc = ck__qerr_rc(x->x_err, rc);
         return NULL;
     }
-    uint64_t dc, sl, df;
-    term_stats(x->x_view, field, k, t, n, &dc, &sl, &df);
     s->seg = seg;
     s->fidx = (uint32_t)fi;
     s->text = k == CK_SEG_TEXT;
@@ -796,7 +895,7 @@ static sc_t *mk_phrase(ex_t *x, const ck__qnode_t *q)
     bool missing = false;
     for (size_t i = 0; i < ts.n && !missing; i++) {
         s->qpos[i] = ts.v[i].pos - ts.v[0].pos;
-        term_stats(x->x_view, tf, CK_SEG_TEXT, ts.v[i].t, ts.v[i].n, &dc, &sl, &df);
+        const tstat_t *e = term_stats(x, tf, CK_SEG_TEXT, ts.v[i].t, ts.v[i].n, &dc, &sl, &df);
         idf += ck_bm25_idf(dc, df);
         s->pcur[i] = ck_malloc(sizeof(ck_postings_t));
         if (!s->pcur[i]) {
@@ -805,7 +904,7 @@ static sc_t *mk_phrase(ex_t *x, const ck__qnode_t *q)
             ex_oom(x);
             return NULL;
         }
-        int rc = ck_segment_postings(seg, (uint32_t)fi, ts.v[i].t, ts.v[i].n, s->pcur[i], NULL);
+        int rc = term_postings(x, e, fi, ts.v[i].t, ts.v[i].n, s->pcur[i]);
         if (rc == CK_ENOENT || (!rc && !ck_postings_has_positions(s->pcur[i])))
             missing = true;
         else if (rc) {
@@ -1619,7 +1718,10 @@ int ck_search_execute(const ck_search_req_t *rq, const ck_search_view_t *views, 
         }
         ck_analyzer_free(x.x_an);
         x.x_an = NULL;
+        ex_stats_clear(&x);
     }
+    ex_stats_clear(&x);
+    ck_free(x.x_ts);
     if (!rc) {
         qsort_r(h.h_v, h.h_n, sizeof(*h.h_v), cmp_ctx_sort, (void *)rq);
         res->has_total = rq->r_track;

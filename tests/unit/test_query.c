@@ -573,6 +573,10 @@ CK_TEST(query_multi_segment_and_wand)
         "\"type\":\"most_fields\"}},\"size\":%d}",
         "{\"query\":{\"match\":{\"t\":{\"query\":\"delta eps iota\",\"boost\":1.5}}},"
         "\"size\":%d}",
+        /* phrases, and terms missing from the view (or from some of its segments) */
+        "{\"query\":{\"bool\":{\"should\":[{\"match_phrase\":{\"t\":\"alpha beta\"}},"
+        "{\"match_phrase\":{\"t\":{\"query\":\"gamma alpha\",\"slop\":2}}}]}},\"size\":%d}",
+        "{\"query\":{\"match\":{\"t\":\"nosuchword mu kappa\"}},\"size\":%d}",
     };
     for (int round = 0; round < 4; round++) {
         size_t n = 300 + rng() % 700;
