@@ -38,6 +38,7 @@ import json
 import math
 import os
 import re
+import random
 import shutil
 import signal
 import socket
@@ -143,13 +144,31 @@ def evaluate(run, qrels):
     """run: {qid: [(docno, score)]}. Means over the queries that have relevant documents."""
     qids = sorted(q for q in qrels if qrels[q])
     n, m, r = 0.0, 0.0, 0.0
+    per_query = {}
     for q in qids:
         ranked = trec_order(run.get(q, []))
-        n += ndcg_at(ranked, qrels[q], 10)
+        per_query[q] = ndcg_at(ranked, qrels[q], 10)
+        n += per_query[q]
         m += average_precision(ranked, qrels[q])
         r += recall_at(ranked, qrels[q], 100)
     k = float(len(qids)) or 1.0
-    return {"ndcg10": n / k, "map": m / k, "r100": r / k, "queries": len(qids)}
+    return {"ndcg10": n / k, "map": m / k, "r100": r / k, "queries": len(qids), "ndcg10_q": per_query}
+
+
+def paired_p(a, b, rounds=100000, seed=7):
+    """Two-sided paired randomization test of mean(a - b) over the queries both have:
+    the share of random sign flips of the per-query differences whose mean is at least
+    as far from 0 as the observed one."""
+    d = [a[q] - b[q] for q in sorted(a) if q in b]
+    if not d:
+        return 1.0
+    obs = abs(sum(d)) - 1e-12
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(rounds):
+        if abs(sum(x if rng.random() < 0.5 else -x for x in d)) >= obs:
+            hits += 1
+    return hits / float(rounds)
 
 
 def _self_test_metrics():
@@ -161,6 +180,10 @@ def _self_test_metrics():
     assert abs(ndcg_at(ranked, rel) - (1 + 1 / math.log2(4)) / idcg) < 1e-12
     assert recall_at(ranked, rel, 2) == 0.5
     assert trec_order([("1", 1.0), ("2", 1.0), ("3", 2.0)]) == ["3", "2", "1"]
+    same = {str(i): i / 20.0 for i in range(20)}
+    assert paired_p(same, dict(same), rounds=200) == 1.0
+    # 20 queries all better by 0.5: only the all-positive and all-negative flips tie
+    assert paired_p({q: v + 0.5 for q, v in same.items()}, same, rounds=2000) < 0.01
 
 
 # --------------------------------------------------------------------------- Xapian
@@ -758,6 +781,15 @@ def main():
             labels[r["system"]], r["ndcg10"], r["map"], r["r100"], r["index_s"], fmt_mb(r["size"])))
     for name, err in failures:
         print("| %s | failed: %s | | | | |" % (labels.get(name, name), err.replace("|", "/").splitlines()[0][:200]))
+    own = [r for r in results if r["system"] == "chronik"]
+    for r in results:
+        if own and r is not own[0]:
+            print("Chronik - %s: nDCG@10 %+.4f over %d queries, better on %d, worse on %d; paired "
+                  "randomization test p = %.2f" % (
+                      r["system"], own[0]["ndcg10"] - r["ndcg10"], r["queries"],
+                      sum(1 for q, v in own[0]["ndcg10_q"].items() if v > r["ndcg10_q"].get(q, 0.0)),
+                      sum(1 for q, v in own[0]["ndcg10_q"].items() if v < r["ndcg10_q"].get(q, 0.0)),
+                      paired_p(own[0]["ndcg10_q"], r["ndcg10_q"])))
     print("")
     print("Metrics as trec_eval's ndcg_cut_10, map (depth %d) and recall_100, averaged over all %d judged "
           "queries; queries lower-cased for every system. Chronik's index time runs from the first "

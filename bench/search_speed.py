@@ -20,11 +20,11 @@ binding overhead per query as Chronik pays HTTP + JSON):
              store); one transaction, executemany; size = the database file.
              Chronik: a topic with searchable=true, every document produced as JSON
              {"id","text"} with confluent-kafka (acks=all, linger.ms=5); docs/s = N over
-             first produce -> match_all total == N; size = the segment files COMMIT lists
-             once every doc is committed and merges settled (the server commits every
-             second here), and <data>/search/<topic>/ again at the end of the run. Queries
-             start once the index has settled (no in-memory segment, no merge for 3 s),
-             as the baselines' indexes are complete when they are queried.
+             first produce -> match_all total == N. Then the index settles (no in-memory
+             segment and no merge queued or running, "merging" in GET /topics/{topic}, for
+             3 s), as the baselines' indexes are complete when they are queried; size = the
+             segment files COMMIT lists once every doc is committed (the server commits
+             every second here), and <data>/search/<topic>/ again at the end of the run.
              Chronik, index build (measured last, like the baselines' build: the documents
              are there before the clock starts): the same documents produced to a second
              topic with searchable=false; then AlterConfigs searchable=true; docs/s = N over
@@ -377,10 +377,10 @@ def main():
                 el = time.monotonic() - t_first
                 r.update(index_s=el, docs_s=a.docs / el)
                 sdir = os.path.join(server.data_dir, "search", a.topic) if server else None
-                r["size"] = committed_size(sdir, a.docs) if sdir else None
                 settle_s = wait_settled(client, a.topic)
-                log("chronik: index settled %.1f s after the size was read (no in-memory segment, "
-                    "no merge for 3 s)" % settle_s)
+                log("chronik: index settled %.1f s after all were searchable (no in-memory segment, "
+                    "no merge queued or running, for 3 s)" % settle_s)
+                r["size"] = committed_size(sdir, a.docs) if sdir else None
                 log("chronik: searchable after %.1f s: %.0f docs/s, index %s" % (
                     el, r["docs_s"], "-" if r["size"] is None else "%.1f MB" % (r["size"] / 1e6)))
                 # ids and scores only, as the baselines return; then with each hit's
@@ -515,19 +515,20 @@ def committed_after(sdir, ndocs, t0, timeout):
 
 
 def wait_settled(client, topic, timeout=120.0):
-    """Waits until the topic's index has no in-memory segment and its merge count stays the
-    same for 3 s (GET /topics/{topic}), like a baseline whose index is built and committed
-    before it is queried. Returns the seconds waited."""
+    """Waits until the topic's index has no in-memory segment and no merge queued or running,
+    unchanged for 3 s (GET /topics/{topic}), like a baseline whose index is built and
+    committed before it is queried. Returns the seconds waited."""
     t0 = time.monotonic()
     last, since = None, time.monotonic()
     while time.monotonic() - t0 < timeout:
         st, body = client.http.request("GET", "/topics/" + topic)
         idx = (((body or {}).get("capabilities") or {}).get("searchable") or {}).get("index") \
             if st == 200 and isinstance(body, dict) else None
-        key = (idx.get("segments_memory"), idx.get("segments_disk"), idx.get("merges")) if idx else None
+        key = (idx.get("segments_memory"), idx.get("segments_disk"), idx.get("merges"),
+               idx.get("merging")) if idx else None
         if key != last:
             last, since = key, time.monotonic()
-        elif key and key[0] == 0 and time.monotonic() - since >= 3.0:
+        elif key and key[0] == 0 and not key[3] and time.monotonic() - since >= 3.0:
             break
         time.sleep(0.25)
     return time.monotonic() - t0

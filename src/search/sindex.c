@@ -1491,6 +1491,7 @@ bool ck_sidx_stats(ck_sidx_t *s, const char *index, ck_sidx_stats_t *st)
         st->segments_disk = (uint32_t)t->ndisk;
         st->segments_mem = (uint32_t)t->nmem;
         st->merges = t->merges;
+        st->merging = t->merging;
         st->flushes = t->flushes;
         st->refreshes = t->refreshes;
         pthread_mutex_unlock(&t->mu);

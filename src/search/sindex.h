@@ -72,6 +72,7 @@ typedef struct ck_sidx_stats {
     uint64_t mem_bytes;  /* in-memory segments */
     uint32_t segments_disk, segments_mem;
     uint64_t merges, flushes, refreshes;
+    bool merging; /* a merge is queued or running */
 } ck_sidx_stats_t;
 bool ck_sidx_stats(ck_sidx_t *s, const char *index, ck_sidx_stats_t *st);
 

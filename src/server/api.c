@@ -141,11 +141,12 @@ static json_t *capability_json(ck_api_t *a, const ck_topic_t *t, const char *cap
         if (ck_sidx_stats(a->d.search, t->name, &ss))
             json_object_set_new(
                 j, "index",
-                json_pack("{s:I,s:i,s:i,s:I,s:I,s:I,s:I}", "docs", (json_int_t)ss.docs,
+                json_pack("{s:I,s:i,s:i,s:I,s:I,s:I,s:I,s:b}", "docs", (json_int_t)ss.docs,
                           "segments_disk", (int)ss.segments_disk, "segments_memory",
                           (int)ss.segments_mem, "disk_bytes", (json_int_t)ss.disk_bytes,
                           "memory_bytes", (json_int_t)ss.mem_bytes, "flushes",
-                          (json_int_t)ss.flushes, "merges", (json_int_t)ss.merges));
+                          (json_int_t)ss.flushes, "merges", (json_int_t)ss.merges,
+                          "merging", (int)ss.merging));
         return j;
     }
     char sname[300];

@@ -359,6 +359,7 @@ def test_enable_later_backfills_and_alias(srv):
     assert total(search(srv, t, {"query": {"match": {"msg": "backfilled"}}})) == 50
     caps = topic_info(srv, t)["capabilities"]["searchable"]
     assert caps["enabled"] is True and caps["status"] == "ok" and caps["lag"] == 0, caps
+    assert caps["index"]["merging"] in (True, False) and caps["index"]["segments_memory"] >= 0, caps
     assert caps["index"]["docs"] == 50 and [p["visible_offset"] for p in caps["partitions"]] == [
         p["high_watermark"] for p in caps["partitions"]], caps
     # Kafka CreateTopics with the config
@@ -543,6 +544,34 @@ def test_older_segment_format_is_rebuilt(own):
     wait_total(s, t, len(DOCS))
     assert sorted((h["_id"], round(h["_score"], 4)) for h in hits(search(s, t, q))) == before
     assert "has format version 1" in s.log_path.read_text()
+
+
+def test_flushes_merge_on_disk_and_stats_say_so(own):
+    """Ten flushed segments of one level merge into one in the background; the topic's
+    index stats count the flushes and the merge, show "merging" until it is done, and
+    the merged index answers every query."""
+    s = own("srchmerge", CHRONIK_SEARCH_FLUSH_INTERVAL_MS="100")
+    t = unique_topic("merge")
+    searchable_topic(s, t, 1, {"searchable.refresh.ms": "50"})
+
+    def index():
+        return topic_info(s, t)["capabilities"]["searchable"]["index"]
+
+    for i in range(12):
+        before = index()["flushes"]
+        produce_json(s, t, [{"n": i, "text": "round %d word%d common" % (i, j)} for j in range(20)])
+        wait_total(s, t, 20 * (i + 1))
+        wait_for(lambda: index()["flushes"] > before, 20, 0.02, "a flush after round %d" % i)
+    wait_for(lambda: (lambda x: x["merges"] >= 1 and not x["merging"] and x["segments_memory"] == 0)(index()),
+             30, 0.05, "the merge to finish")
+    x = index()
+    assert x["docs"] == 240 and x["flushes"] >= 12, x
+    assert x["segments_disk"] <= x["flushes"] - 9, x  # ten became one
+    commit = json.loads((s.data_dir / "search" / t / "COMMIT").read_text())
+    assert len(commit["segments"]) == x["segments_disk"] and any(sg["level"] >= 1 for sg in commit["segments"])
+    assert total(search(s, t, {"query": {"match": {"text": "common"}}, "track_total_hits": True})) == 240
+    res = search(s, t, {"query": {"match": {"text": "word7 round"}}, "size": 30, "track_total_hits": True})
+    assert total(res) == 240 and {h["_source"]["value"]["n"] for h in hits(res)[:12]} == set(range(12))
 
 
 def test_retention_drops_old_docs(srv):
