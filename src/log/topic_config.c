@@ -218,21 +218,25 @@ int ck_topic_cfg_validate(const char *key, const char *value, char *msg, int msg
 
 int ck_topic_cfg_check_set(const ck_kvs_t *cfg, char *msg, int msglen)
 {
+    /* The built-in local model is always there, so vector.enabled needs no provider; what
+     * can be checked up front is a dimension count the local model cannot give. */
     const char *v = ck_kvs_get(cfg, "vector.enabled");
     if (!v || strcasecmp(v, "true") != 0)
         return 0;
-    if (ck_kvs_get(cfg, "vector.provider"))
-        return 0;
-    static const char *const server_providers[] = {"OPENAI_API_KEY", "CHRONIK_EMBEDDING_ENDPOINT",
-                                                   "CHRONIK_EMBEDDING_PROVIDER", NULL};
-    for (const char *const *e = server_providers; *e; e++) {
-        const char *x = getenv(*e);
-        if (x && *x)
-            return 0;
+    const char *prov = ck_kvs_get(cfg, "vector.provider");
+    const char *dims = ck_kvs_get(cfg, "vector.dimensions");
+    bool local = prov ? strcasecmp(prov, "local") == 0 : false;
+    if (!prov) {
+        const char *sp = getenv("CHRONIK_EMBEDDING_PROVIDER");
+        const char *key = getenv("OPENAI_API_KEY"), *ep = getenv("CHRONIK_EMBEDDING_ENDPOINT");
+        local = sp && *sp ? strcasecmp(sp, "local") == 0 : !(key && *key) && !(ep && *ep);
     }
-    snprintf(msg, (size_t)msglen, "vector.enabled=true needs an embedding provider: set vector.provider "
-             "on the topic, or OPENAI_API_KEY, CHRONIK_EMBEDDING_ENDPOINT or CHRONIK_EMBEDDING_PROVIDER on the server");
-    return CK_EINVAL;
+    if (local && dims && strcmp(dims, "512") != 0) {
+        snprintf(msg, (size_t)msglen, "vector.dimensions=%s: the local embedding model gives 512 "
+                 "dimensions (set vector.provider to openai or external for other models)", dims);
+        return CK_EINVAL;
+    }
+    return 0;
 }
 
 /* ---- key/value sets ---- */

@@ -112,11 +112,8 @@ static json_t *capability_json(ck_api_t *a, const ck_topic_t *t, const char *cap
     bool on = v && !strcasecmp(v, "true");
     json_t *j = json_object();
     json_object_set_new(j, "enabled", json_boolean(on));
-    if (!on || (strcmp(cap, "columnar") != 0 && strcmp(cap, "searchable") != 0)) {
-        if (on)
-            json_object_set_new(j, "status", json_string("not available in this version"));
+    if (!on)
         return j;
-    }
     ck_idx_status_t st;
     int64_t vis[256], hw[256];
     int np = t->npart < 256 ? t->npart : 256;
@@ -136,6 +133,16 @@ static json_t *capability_json(ck_api_t *a, const ck_topic_t *t, const char *cap
                                         (json_int_t)vis[p], "high_watermark", (json_int_t)hw[p],
                                         "lag", (json_int_t)(hw[p] > vis[p] ? hw[p] - vis[p] : 0)));
     json_object_set_new(j, "partitions", parts);
+    if (strcmp(cap, "vector") == 0) {
+        ck_vidx_stats_t vs;
+        if (!ck_vidx_stats(a->d.vector, t->name, &vs) && vs.found)
+            json_object_set_new(j, "index",
+                                json_pack("{s:I,s:i,s:s,s:s,s:s}", "vectors", (json_int_t)vs.total,
+                                          "dimensions", (int)vs.dims, "provider", vs.provider,
+                                          "model", vs.model, "metric", vs.metric));
+        ck_free(vs.per_part);
+        return j;
+    }
     if (strcmp(cap, "searchable") == 0) {
         ck_sidx_stats_t ss;
         if (ck_sidx_stats(a->d.search, t->name, &ss))
@@ -521,7 +528,7 @@ static void h_health(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 {
     ck_http_resp_json(resp, 200,
                       json_pack("{s:s,s:s,s:b,s:b,s:b,s:b}", "status", "ok", "version", CK_VERSION,
-                                "sql_enabled", 1, "vector_enabled", 0, "search_enabled", 1,
+                                "sql_enabled", 1, "vector_enabled", 1, "search_enabled", 1,
                                 "admin_enabled", 0));
 }
 
@@ -729,6 +736,35 @@ static void run_sql(ck_api_t *a, ck_http_resp_t *resp, const char *query, const 
     ck_wbuf_free(&out);
 }
 
+int ck__sql_rows(ck_api_t *a, const char *sql, int64_t limit, int64_t timeout_ms, json_t **rows,
+                 char *err, size_t errlen)
+{
+    *rows = NULL;
+    duckdb_connection c = pool_get(a);
+    if (!c) {
+        snprintf(err, errlen, "no SQL connection available");
+        return CK_EAGAIN;
+    }
+    ck_wbuf_t out = CK_WBUF_INIT;
+    ck_sql_error_t e = {0};
+    ck_sql_opts_t o = {limit, timeout_ms};
+    int rc = ck_sql_query(c, sql, &o, &out, &e);
+    pool_put(a, c);
+    if (rc) {
+        snprintf(err, errlen, "%s", e.message);
+    } else {
+        json_t *j = json_loadb((const char *)out.data, out.len, 0, NULL);
+        json_t *r = json_object_get(j, "rows");
+        if (json_is_array(r))
+            *rows = json_incref(r);
+        else
+            rc = CK_ENOMEM;
+        json_decref(j);
+    }
+    ck_wbuf_free(&out);
+    return rc;
+}
+
 static bool sql_body(ck_http_req_t *req, ck_http_resp_t *resp, json_t **body, const char **query)
 {
     *body = ck_http_json_body(req, resp, false);
@@ -892,6 +928,10 @@ int ck_api_start(const ck_api_deps_t *deps, const char *bind, int port, size_t m
         rc = ck_http_route(a->http, routes[i].method, routes[i].path, routes[i].fn, a);
     if (!rc)
         rc = ck__search_routes(a, a->http);
+    if (!rc)
+        rc = ck__vector_routes(a, a->http);
+    if (!rc)
+        rc = ck__query_routes(a, a->http);
     if (!rc)
         rc = ck_http_start(a->http, bound_port, msg);
     if (rc) {

@@ -15,6 +15,7 @@
 #include "log/topics.h"
 #include "search/restidx.h"
 #include "search/sindex.h"
+#include "vector/vindex.h"
 #include "net/loop.h"
 
 typedef struct ck_api ck_api_t;
@@ -28,9 +29,11 @@ typedef struct ck_api_deps {
     ck_sql_db_t *sql;
     ck_sidx_t *search;
     ck_restidx_set_t *rest; /* REST-created indexes (PUT /{index}) */
+    ck_vidx_t *vector;      /* vector indexes of vector.enabled topics */
     ck_log_t *log; /* for _source: records are read from the log (on the loop) */
     int default_partitions;
     int64_t query_timeout_ms; /* default timeout_secs of /_sql */
+    const char *data_dir;     /* ranking profiles of /_query in <data_dir>/profiles */
 } ck_api_deps_t;
 
 /* Starts the HTTP server on bind:port (loop thread). On error returns nonzero and a message. */

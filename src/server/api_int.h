@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "http/http.h"
 #include "server/api.h"
@@ -37,5 +38,27 @@ int ck__api_loop_call(ck_api_t *a, void (*fn)(ck_api_t *, void *), void *arg);
 int ck__search_routes(ck_api_t *a, ck_http_t *http);
 /* Frees what the search routes hold (after the HTTP server stopped). */
 void ck__search_routes_free(ck_api_t *a);
+
+/* A BM25 hit of ck__text_search. */
+typedef struct ck__text_hit {
+    int32_t partition;
+    int64_t offset, timestamp;
+    double score;
+} ck__text_hit_t;
+/* The k (at most 10,000) best hits of `query` as a match over every text field (_all) of
+ * a searchable topic, best first (*out: ck_free). Returns 0, CK_ENOENT (not a searchable topic), or
+ * another error with err set. Any thread. */
+int ck__text_search(ck_api_t *a, const char *topic, const char *query, size_t k,
+                    ck__text_hit_t **out, size_t *n, char *err, size_t errlen);
+
+/* Registers the vector routes (/_vector/...). */
+int ck__vector_routes(ck_api_t *a, ck_http_t *http);
+/* Registers the query orchestrator's routes (/_query...). */
+int ck__query_routes(ck_api_t *a, ck_http_t *http);
+
+/* Runs one user SQL query (at most limit rows) on a pooled connection; *rows gets the
+ * JSON array of row objects. Returns 0, or an error with err set. Any thread. */
+int ck__sql_rows(ck_api_t *a, const char *sql, int64_t limit, int64_t timeout_ms, json_t **rows,
+                 char *err, size_t errlen);
 
 #endif

@@ -52,6 +52,13 @@ static const setting_t settings[] = {
     {"query-timeout-secs", 0, {"CHRONIK_QUERY_TIMEOUT_SECS"}, "query_timeout_secs", T_LONG, OFF(query_timeout_secs), "default SQL timeout (30)"},
     {"api-max-body-bytes", 0, {"CHRONIK_API_MAX_BODY_BYTES"}, "api_max_body_bytes", T_LONG, OFF(api_max_body_bytes), "largest HTTP request body (16777216)"},
     {"sql-memory-limit", 0, {"CHRONIK_SQL_MEMORY_LIMIT"}, "sql_memory_limit", T_STR, OFF(sql_memory_limit), "DuckDB memory limit, e.g. 4GB (DuckDB's default)"},
+    {"embedding-provider", 0, {"CHRONIK_EMBEDDING_PROVIDER"}, "embedding.provider", T_STR, OFF(embedding_provider), "embedding provider of vector topics that set none: local, openai or external (local, or openai when an API key or endpoint is set)"},
+    {"embedding-model", 0, {"CHRONIK_EMBEDDING_MODEL"}, "embedding.model", T_STR, OFF(embedding_model), "model for openai/external providers (text-embedding-3-small)"},
+    {"embedding-dimensions", 0, {"CHRONIK_EMBEDDING_DIMENSIONS"}, "embedding.dimensions", T_INT, OFF(embedding_dimensions), "dimensions asked of openai/external providers (the model's)"},
+    {"embedding-endpoint", 0, {"CHRONIK_EMBEDDING_ENDPOINT"}, "embedding.endpoint", T_STR, OFF(embedding_endpoint), "base URL of an OpenAI-compatible server, or the external provider's URL"},
+    {"embedding-api-key", 0, {"OPENAI_API_KEY", "CHRONIK_EMBEDDING_API_KEY"}, "embedding.api_key", T_STR, OFF(embedding_api_key), "API key for the openai provider"},
+    {"embedding-model-dir", 0, {"CHRONIK_EMBEDDING_MODEL_DIR"}, "embedding.model_dir", T_STR, OFF(embedding_model_dir), "folder of the local model's files (the build's third_party/use-lite)"},
+    {"vector-commit-interval-ms", 0, {"CHRONIK_VECTOR_COMMIT_INTERVAL_MS"}, "vector_commit_interval_ms", T_LONG, OFF(vector_commit_ms), "vectors and their checkpoint are committed to disk this often (1000)"},
     {"offsets-retention-minutes", 0, {"CHRONIK_OFFSETS_RETENTION_MINUTES"}, "offsets_retention_minutes", T_LONG, OFF(offsets_retention_minutes), "committed offsets of empty groups kept (10080)"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -84,6 +91,7 @@ static void defaults(ck_settings_t *s)
     s->hot_max_records = 100000;
     s->columnar_flush_ms = 30000;
     s->search_flush_ms = 30000;
+    s->vector_commit_ms = 1000;
     s->query_timeout_secs = 30;
     s->api_max_body_bytes = 16777216;
 }

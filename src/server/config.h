@@ -34,6 +34,14 @@ typedef struct ck_settings {
     int64_t query_timeout_secs;   /* default timeout_secs of /_sql */
     int64_t api_max_body_bytes;   /* largest HTTP request body */
     char sql_memory_limit[32];    /* DuckDB memory_limit ("" = DuckDB's default) */
+    /* embeddings: server defaults for vector topics ("" / 0 = unset) */
+    char embedding_provider[16];  /* local | openai | external */
+    char embedding_model[128];
+    int embedding_dimensions;
+    char embedding_endpoint[512];
+    char embedding_api_key[256];  /* OPENAI_API_KEY */
+    char embedding_model_dir[1024]; /* the local model's files */
+    int64_t vector_commit_ms;     /* vectors and checkpoint committed this often */
 } ck_settings_t;
 
 enum { CK_CMD_START, CK_CMD_VERSION, CK_CMD_HELP };

@@ -32,6 +32,7 @@
 #include "log/topics.h"
 #include "net/loop.h"
 #include "search/sindex.h"
+#include "vector/vindex.h"
 #include "server/api.h"
 #include "server/config.h"
 #include "server/metrics.h"
@@ -53,6 +54,7 @@ typedef struct server {
     ck_sql_db_t *sql;
     ck_columnar_t *columnar;
     ck_sidx_t *search;
+    ck_vidx_t *vector;
     ck_restidx_set_t *rest;
     ck_indexer_t *indexer;
     ck_api_t *api;
@@ -142,6 +144,8 @@ static void close_parts(server_t *s)
     ck_columnar_free(s->columnar);
     s->columnar = NULL;
     ck_sidx_free(s->search);
+    ck_vidx_free(s->vector);
+    s->vector = NULL;
     s->search = NULL;
     ck_restidx_close(s->rest);
     s->rest = NULL;
@@ -215,6 +219,22 @@ static int start_sql(server_t *s)
             rc = ck_indexer_add(s->indexer, &ck_sidx_ops, s->search);
     }
     if (!rc) {
+        snprintf(dir, sizeof(dir), "%s/vector", abs);
+        ck_vidx_config_t vc = {
+            .dir = dir,
+            .commit_ms = c->vector_commit_ms,
+            .provider = c->embedding_provider,
+            .model = c->embedding_model,
+            .dims = c->embedding_dimensions > 0 ? (uint32_t)c->embedding_dimensions : 0,
+            .endpoint = c->embedding_endpoint,
+            .api_key = c->embedding_api_key,
+            .model_dir = c->embedding_model_dir,
+        };
+        rc = ck_vidx_new(&vc, &s->vector);
+        if (!rc)
+            rc = ck_indexer_add(s->indexer, &ck_vidx_ops, s->vector);
+    }
+    if (!rc) {
         snprintf(dir, sizeof(dir), "%s/rest_indexes", abs);
         rc = ck_restidx_open(dir, &s->rest);
     }
@@ -224,8 +244,9 @@ static int start_sql(server_t *s)
     }
     ck_timer_init(&s->index_timer, on_index_timer, s);
     ck_timer_start(s->loop, &s->index_timer, ck_mono_ms());
-    ck_api_deps_t d = {s->loop,     s->broker, s->topics, s->indexer, s->columnar, s->sql, s->search, s->rest, s->log,
-                       c->default_partitions, c->query_timeout_secs * 1000};
+    ck_api_deps_t d = {s->loop,    s->broker, s->topics, s->indexer, s->columnar,
+                       s->sql,     s->search, s->rest,   s->vector,  s->log,
+                       c->default_partitions, c->query_timeout_secs * 1000, c->data_dir};
     const char *msg = "";
     int port = 0;
     rc = ck_api_start(&d, c->api_bind, c->api_port, (size_t)c->api_max_body_bytes, &s->api, &port, &msg);

