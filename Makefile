@@ -33,7 +33,7 @@ unit:
 	@./$(TEST_BUILD)/ck-unit
 
 bench: build
-	@bash bench/run.sh $(BUILD) && bash bench/sql.sh $(BUILD) && bash bench/search.sh $(BUILD)
+	@bash bench/run.sh $(BUILD) && bash bench/sql.sh $(BUILD) && bash bench/search.sh $(BUILD) && bash bench/vector.sh $(BUILD)
 
 # libFuzzer targets (clang); `make fuzz-run` runs each for a bounded time.
 fuzz: setup
