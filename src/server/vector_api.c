@@ -27,6 +27,7 @@ typedef struct vreq {
     json_t *body;
     const char *query;
     size_t k;
+    size_t ef; /* 0: the topic's ef_search; CK_VIDX_EXACT */
     ck_vidx_filter_t f;
     int32_t parts[256];
 } vreq_t;
@@ -119,6 +120,21 @@ static bool parse_req(ck_http_req_t *req, ck_http_resp_t *resp, bool need_query,
         return false;
     }
     r->k = (size_t)k;
+    int64_t ef = 0;
+    if (!get_int(r->body, "ef_search", &ef, resp))
+        return false;
+    if (ef < 0 || ef > 100000) {
+        bad(resp, "%s must be in [0, 100000] (0: the topic's)", "ef_search");
+        return false;
+    }
+    r->ef = (size_t)ef;
+    json_t *ex = json_object_get(r->body, "exact");
+    if (ex && !json_is_null(ex) && !json_is_boolean(ex)) {
+        bad(resp, "%s must be true or false", "exact");
+        return false;
+    }
+    if (json_is_true(ex))
+        r->ef = CK_VIDX_EXACT;
     return parse_filters(r->body, r, resp) &&
            parse_filters(json_object_get(r->body, "filters"), r, resp);
 }
@@ -163,7 +179,7 @@ static void search_common(ck_api_t *a, ck_http_resp_t *resp, const char *topic, 
     size_t n = 0;
     char err[CK_VIDX_ERR] = "";
     int64_t t1 = (ck_mono_ns() / 1000);
-    int rc = hits ? ck_vidx_search(a->d.vector, topic, q, dims, r->k, 0, &r->f, hits, &n, err)
+    int rc = hits ? ck_vidx_search(a->d.vector, topic, q, dims, r->k, r->ef, &r->f, hits, &n, err)
                   : CK_ENOMEM;
     double search_ms = ms_since(t1);
     if (rc) {

@@ -1084,7 +1084,8 @@ int ck_vidx_search(ck_vidx_t *v, const char *topic, const float *q, uint32_t dim
             }
             size_t got = 0;
             if (hf.id_lo < hf.id_hi)
-                rc = ck_hnsw_search(p->hnsw, q, k, ef, &hf, ph, &got);
+                rc = ck_hnsw_search(p->hnsw, q, k, ef == CK_VIDX_EXACT ? p->n + k : ef, &hf, ph,
+                                    &got); /* ef over n/32: an exact scan */
             for (size_t i = 0; !rc && i < got; i++)
                 all[nall++] = (ck_vidx_hit_t){pi, p->offs[ph[i].id], p->ts[ph[i].id], ph[i].score};
         }

@@ -71,9 +71,10 @@ int ck_vidx_embed_query(ck_vidx_t *v, const char *topic, const char *text, size_
                         uint32_t *dims, char err[CK_VIDX_ERR]);
 
 /* The k best hits for vector q (dims floats) over the filtered partitions, best first;
- * ef 0 = the topic's ef_search. *n receives the count (<= k); hits holds k entries.
+ * ef 0 = the topic's ef_search, CK_VIDX_EXACT = an exact scan instead of the graph. *n receives the count (<= k); hits holds k entries.
  * Returns 0, CK_ENOENT (no such vector topic), CK_ERANGE (dims differ from the index's:
  * err says both), CK_ENOMEM. */
+#define CK_VIDX_EXACT SIZE_MAX
 int ck_vidx_search(ck_vidx_t *v, const char *topic, const float *q, uint32_t dims, size_t k,
                    size_t ef, const ck_vidx_filter_t *f, ck_vidx_hit_t *hits, size_t *n,
                    char err[CK_VIDX_ERR]);

@@ -182,6 +182,13 @@ def test_external_provider_search_filters_and_shapes(srv, emb):
     res2 = vsearch(srv, t, {"vector": bag_vector("charlie delta 10", 16), "k": 5}, route="search_by_vector")
     assert keyed(res2)[0] == where[10] and res2["results"][0]["score"] > 0.999, res2
 
+    # exact search: the scores are the best cosines computed here from the same vectors
+    qv = bag_vector("alpha bravo 7", 16)
+    cos = sorted((sum(x * y for x, y in zip(qv, bag_vector(s, 16))) for s in texts), reverse=True)
+    ex = vsearch(srv, t, {"query": "alpha bravo 7", "k": 10, "exact": True})
+    assert [round(h["score"], 4) for h in ex["results"]] == [round(c, 4) for c in cos[:10]], ex
+    wide = vsearch(srv, t, {"query": "alpha bravo 7", "k": 10, "ef_search": 500})
+    assert [round(h["score"], 4) for h in wide["results"]] == [round(c, 4) for c in cos[:10]], wide
     # filters: partitions, offsets, timestamps; top level and under "filters"
     q = {"query": "alpha bravo", "k": 100}
     for f in ({"partitions": [1]}, {"filters": {"partitions": [1]}}):
@@ -200,6 +207,7 @@ def test_external_provider_search_filters_and_shapes(srv, emb):
     r = http(srv, "POST", "/_vector/%s/search_by_vector" % t, {"vector": [0.5] * 15})
     assert r.status == 400 and "16" in r.body["error"], r
     for body in ({}, {"query": ""}, {"query": 7}, {"query": "x", "k": 0}, {"query": "x", "k": "3"},
+                 {"query": "x", "exact": "yes"}, {"query": "x", "ef_search": -1},
                  {"query": "x", "partitions": "1"}, {"query": "x", "min_timestamp": "yesterday"}):
         r = http(srv, "POST", "/_vector/%s/search" % t, body)
         assert r.status == 400 and r.body["error_type"] == "InvalidRequest", (body, r)
