@@ -355,3 +355,30 @@ def test_retention_drops_vectors(srv, emb):
     wait_vectors(srv, t, 5)
     res = vsearch(srv, t, {"query": "oscar papa", "k": 50})
     assert sorted(o for _p, o in keyed(res)) == list(range(15, 20)), res
+
+
+def test_vector_field_choices(srv, emb):
+    """vector.field picks the text: a JSON path, the key, or the value (for a JSON value,
+    its string fields; for a plain value, the value itself); records with nothing to
+    embed are skipped, not stuck."""
+    from kafka import KafkaProducer
+    cases = {"$.msg.body": ([(b"k1", {"msg": {"body": "quebec romeo path"}, "other": "x"}),
+                             (b"k2", {"msg": {"title": "no body here"}})], ["quebec romeo path"], 1),
+             "key": ([(b"sierra tango key", {"v": 1})], ["sierra tango key"], 1),
+             "value": ([(None, {"a": "uniform", "b": {"c": "victor"}, "n": 5})], ["uniform\nvictor"], 1)}
+    for field, (records, want_texts, n) in cases.items():
+        t = unique_topic("vfield")
+        vtopic(srv, t, 1, ext_config(emb, **{"vector.field": field}))
+        p = KafkaProducer(bootstrap_servers=srv.bootstrap, acks="all")
+        for k, v in records:
+            p.send(t, json.dumps(v).encode(), key=k)
+        p.send(t, b"plain text value")  # for $.path and key: nothing to embed (no JSON / no key)
+        p.flush(30)
+        p.close()
+        extra = 1 if field == "value" else 0
+        wait_vectors(srv, t, n + extra)
+        seen = emb.texts_seen()
+        for w in want_texts:
+            assert w in seen, (field, w, seen[-5:])
+        st = stats(srv, t)
+        assert st["lag"] == 0, st
