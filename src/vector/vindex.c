@@ -405,9 +405,12 @@ static void apply_log_start(vpart_t *p, int64_t log_start)
     if (upto <= p->del_upto)
         return;
     pthread_rwlock_wrlock(&p->lock);
-    for (size_t id = p->del_upto; id < upto; id++)
-        if (ck_hnsw_mark_deleted(p->hnsw, (uint32_t)id) == 0)
+    for (size_t id = p->del_upto; id < upto; id++) {
+        /* CK_EEXIST: deleted in a loaded snapshot already, but counted live by the load */
+        int rc = ck_hnsw_mark_deleted(p->hnsw, (uint32_t)id);
+        if ((rc == 0 || rc == CK_EEXIST) && p->live)
             p->live--;
+    }
     p->del_upto = upto;
     pthread_rwlock_unlock(&p->lock);
 }
@@ -966,7 +969,9 @@ static void op_close(void *cap, ck_idx_topic_t *it)
     vtopic_t *t = it->priv;
     if (!t)
         return;
-    if (!flush_pending(t, false) && t->dirty && !commit(v, t))
+    /* a clean stop leaves every graph snapshotted: the next start loads instead of
+     * rebuilding */
+    if (!flush_pending(t, false) && (!t->dirty || !commit(v, t)))
         snapshot(v, t, true);
     registry_remove(v, t);
     t->it = NULL;

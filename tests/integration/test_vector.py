@@ -382,3 +382,23 @@ def test_vector_field_choices(srv, emb):
             assert w in seen, (field, w, seen[-5:])
         st = stats(srv, t)
         assert st["lag"] == 0, st
+
+
+def test_retention_survives_restart_with_snapshot(own, emb):
+    """A clean stop snapshots the graphs with their deleted vectors; the count after the
+    restart is still the live one."""
+    s = own("vretsnap")
+    t = unique_topic("vrs")
+    vtopic(s, t, 1, ext_config(emb))
+    produce_json(s, t, [{"text": "uniform whiskey %d" % i} for i in range(30)], partition=0)
+    wait_vectors(s, t, 30)
+    with raw.Conn(s.host, s.kafka_port) as c:
+        assert raw.delete_records_v1(c, t, {0: 12}) == {0: (12, 0)}
+    wait_vectors(s, t, 18)
+    s.stop()
+    assert (s.data_dir / "vector" / t / "p0.hnsw").exists()
+    s.start()
+    wait_http(s)
+    wait_vectors(s, t, 18)
+    res = vsearch(s, t, {"query": "uniform whiskey", "k": 50})
+    assert sorted(o for _p, o in keyed(res)) == list(range(12, 30)), res
