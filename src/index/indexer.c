@@ -126,6 +126,11 @@ int64_t ck_idx_topic_log_start(ck_idx_topic_t *pt, int32_t partition)
     return v;
 }
 
+void ck_idx_topic_reopen(ck_idx_topic_t *pt)
+{
+    atomic_store(&((itopic_t *)pt)->failed, true);
+}
+
 void ck_idx_topic_set_status(ck_idx_topic_t *pt, const char *fmt, ...)
 {
     itopic_t *t = (itopic_t *)pt;

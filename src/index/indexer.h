@@ -85,6 +85,10 @@ typedef struct ck_capability_ops {
 void ck_idx_topic_set_visible(ck_idx_topic_t *t, int32_t partition, int64_t next_offset);
 /* The partition's log start as last seen by the loop (retention moves it). Any thread. */
 int64_t ck_idx_topic_log_start(ck_idx_topic_t *t, int32_t partition);
+/* Asks for the topic to be opened again (worker thread): feeding stops, and within a few
+ * seconds open_topic runs again and feeding resumes from the offsets it reports — how a
+ * capability rewinds (re-indexes records it has already seen). */
+void ck_idx_topic_reopen(ck_idx_topic_t *t);
 /* Stores an error message shown in the topic's status ("" clears). Worker thread. */
 void ck_idx_topic_set_status(ck_idx_topic_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -491,6 +492,98 @@ static void h_topics(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     ck_http_resp_json(resp, 200, json_pack("{s:o,s:i}", "topics", arr, "count", n));
 }
 
+/* ---- clearing and backfill ---- */
+
+/* The optional {"partition": N | null} body; false after answering 400. */
+static bool partition_arg(ck_http_req_t *req, ck_http_resp_t *resp, int32_t *part)
+{
+    *part = -1;
+    json_t *b = ck_http_json_body(req, resp, true);
+    if (!b)
+        return false;
+    json_t *p = json_is_object(b) ? json_object_get(b, "partition") : NULL;
+    bool ok = json_is_object(b) && (!p || json_is_null(p) ||
+                                    (json_is_integer(p) && json_integer_value(p) >= 0 &&
+                                     json_integer_value(p) <= INT32_MAX));
+    if (ok && json_is_integer(p))
+        *part = (int32_t)json_integer_value(p);
+    json_decref(b);
+    if (!ok)
+        bad(resp, "%s", "the body must be {} or {\"partition\": N}");
+    return ok;
+}
+
+static bool clear_error(ck_http_resp_t *resp, int64_t rc, const char *topic)
+{
+    if (rc >= 0)
+        return false;
+    if (rc == CK_ENOENT)
+        ck_http_resp_error(resp, 404, "NotFound", "no vector index for topic %s", topic);
+    else if (rc == CK_ERANGE)
+        ck_http_resp_error(resp, 400, "InvalidRequest", "topic %s has no such partition", topic);
+    else
+        ck_http_resp_error(resp, 503, "ServiceUnavailable",
+                           "the vector indexer did not get to it within 10 s: try again");
+    return true;
+}
+
+static void h_clear(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
+{
+    ck_api_t *a = ud;
+    const char *topic = ck_http_param(req, 0);
+    int32_t part;
+    if (!partition_arg(req, resp, &part))
+        return;
+    int64_t rc = ck_vidx_clear(a->d.vector, topic, part, false, 10000);
+    if (clear_error(resp, rc, topic))
+        return;
+    json_t *o = json_pack("{s:s,s:I,s:b}", "topic", topic, "vectors_cleared", (json_int_t)rc,
+                          "snapshots_deleted", 1);
+    json_object_set_new(o, "partition", part < 0 ? json_null() : json_integer(part));
+    ck_http_resp_json(resp, 200, o);
+}
+
+/* Clears and embeds every record again from the log start; waits (up to timeout_secs,
+ * default 120) until the topic has caught up. */
+static void h_backfill(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
+{
+    ck_api_t *a = ud;
+    int64_t t0 = ck_mono_ns();
+    const char *topic = ck_http_param(req, 0);
+    int32_t part;
+    if (!partition_arg(req, resp, &part))
+        return;
+    ck_vidx_stats_t st;
+    ck_vidx_stats(a->d.vector, topic, &st);
+    ck_free(st.per_part);
+    int64_t rc = ck_vidx_clear(a->d.vector, topic, part, true, 10000);
+    if (clear_error(resp, rc, topic))
+        return;
+    const char *tq = ck_http_query_arg(req, "timeout_secs");
+    int64_t limit = (tq && atoll(tq) > 0 ? atoll(tq) : 120) * 1000;
+    int64_t deadline = ck_mono_ms() + limit;
+    bool done = false;
+    ck_vidx_stats_t now = {0};
+    while (!done && ck_mono_ms() < deadline) {
+        ck_idx_status_t is;
+        done = ck_indexer_status(a->d.indexer, "vector", topic, &is, NULL, NULL, 0) && is.ready &&
+               is.lag == 0;
+        ck_free(now.per_part);
+        ck_vidx_stats(a->d.vector, topic, &now);
+        if (!done) {
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    ck_free(now.per_part);
+    json_t *o = json_pack(
+        "{s:s,s:i,s:I,s:i,s:I,s:f,s:b,s:I}", "topic", topic, "segments_processed",
+        part < 0 ? (int)now.npart : 1, "vectors_generated", (json_int_t)(now.embedded - st.embedded),
+        "skipped_segments", 0, "errors", (json_int_t)(now.errors - st.errors), "duration_secs",
+        (double)(ck_mono_ns() - t0) / 1e9, "complete", done, "vectors_cleared", (json_int_t)rc);
+    ck_http_resp_json(resp, 200, o);
+}
+
 int ck__vector_routes(ck_api_t *a, ck_http_t *http)
 {
     static const struct {
@@ -502,6 +595,8 @@ int ck__vector_routes(ck_api_t *a, ck_http_t *http)
         {"POST", "/_vector/{topic}/hybrid", h_hybrid},
         {"GET", "/_vector/{topic}/stats", h_stats},
         {"GET", "/_vector/topics", h_topics},
+        {"POST", "/_vector/{topic}/backfill", h_backfill},
+        {"DELETE", "/_vector/{topic}/index", h_clear},
     };
     int rc = 0;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !rc; i++)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -80,6 +81,12 @@ typedef struct vtopic {
     _Atomic uint64_t embedded, errors;
     _Atomic bool loading;
     char last_error[CK_VIDX_ERR]; /* mu */
+    /* a clear request from an HTTP thread, done by the worker (mu, cv) */
+    pthread_cond_t cv;
+    bool req_pending, req_rewind;
+    int32_t req_part; /* < 0: every partition */
+    uint64_t req_gen, done_gen;
+    int64_t req_cleared;
 } vtopic_t;
 
 struct ck_vidx {
@@ -193,6 +200,7 @@ static void topic_unref(vtopic_t *t)
     ck_embedder_free(t->emb);
     ck_free(t->name);
     pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
     pthread_rwlock_destroy(&t->plock);
     ck_free(t);
 }
@@ -625,6 +633,7 @@ static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
         return CK_ENOMEM;
     atomic_init(&t->refs, 1);
     pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
     pthread_rwlock_init(&t->plock, NULL);
     t->name = ck_strdup(it->name);
     memcpy(t->id, it->id, 16);
@@ -901,6 +910,59 @@ static int op_apply(void *cap, ck_idx_topic_t *it, const ck_idx_batch_t *b)
     return 0;
 }
 
+/* Does a pending clear request (worker): drops the chosen partitions' vectors, graphs and
+ * files; with rewind, moves their next offset back to the log start and has the indexer
+ * re-open the topic so that the records are fed (and embedded) again. */
+static void do_clear(ck_vidx_t *v, vtopic_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    bool pending = t->req_pending, rewind = t->req_rewind;
+    int32_t only = t->req_part;
+    uint64_t gen = t->req_gen;
+    pthread_mutex_unlock(&t->mu);
+    if (!pending)
+        return;
+    int64_t cleared = 0;
+    for (int32_t pi = 0; pi < t->npart; pi++) {
+        if (only >= 0 && pi != only)
+            continue;
+        vpart_t *p = t->parts[pi];
+        pthread_rwlock_wrlock(&p->lock);
+        cleared += (int64_t)p->live;
+        ck_hnsw_free(p->hnsw);
+        p->hnsw = NULL;
+        p->n = p->live = p->del_upto = p->snap_count = p->ckpt_records = 0;
+        pthread_rwlock_unlock(&p->lock);
+        ck_vlog_close(p->vlog);
+        p->vlog = NULL;
+        char path[1200];
+        part_path(t, pi, "vec", path, sizeof(path));
+        unlink(path);
+        part_path(t, pi, "hnsw", path, sizeof(path));
+        unlink(path);
+        if (rewind) {
+            p->next = p->log_start = ck_idx_topic_log_start(t->it, pi);
+            ck_idx_topic_set_visible(t->it, pi, p->next);
+        }
+    }
+    if (rewind)
+        pend_clear(t);
+    t->dirty = true;
+    int rc = commit(v, t);
+    if (rc)
+        CK_WARN("vector", "%s: commit after clearing failed: %s", t->name, ck_strerror(rc));
+    if (rewind)
+        ck_idx_topic_reopen(t->it);
+    CK_INFO("vector", "%s: %lld vectors cleared%s", t->name, (long long)cleared,
+            rewind ? "; embedding again from the log start" : "");
+    pthread_mutex_lock(&t->mu);
+    t->req_pending = false;
+    t->req_cleared = cleared;
+    t->done_gen = gen;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
 static void op_idle(void *cap, int64_t now)
 {
     ck_vidx_t *v = cap;
@@ -917,6 +979,8 @@ static void op_idle(void *cap, int64_t now)
     pthread_mutex_unlock(&v->mu);
     for (size_t i = 0; i < k; i++) {
         vtopic_t *t = list[i];
+        if (t->it)
+            do_clear(v, t);
         if (t->it && t->npend && now >= t->retry_at) {
             if (flush_pending(t, true)) {
                 t->backoff = t->backoff ? (t->backoff * 2 > 30000 ? 30000 : t->backoff * 2) : 500;
@@ -1148,6 +1212,42 @@ int ck_vidx_stats(ck_vidx_t *v, const char *topic, ck_vidx_stats_t *st)
     st->errors = atomic_load(&t->errors);
     topic_unref(t);
     return st->per_part || !st->npart ? 0 : CK_ENOMEM;
+}
+
+int64_t ck_vidx_clear(ck_vidx_t *v, const char *topic, int32_t partition, bool rewind,
+                      int64_t timeout_ms)
+{
+    vtopic_t *t = registry_get(v, topic);
+    if (!t)
+        return CK_ENOENT;
+    int64_t rc;
+    pthread_rwlock_rdlock(&t->plock);
+    bool bad = partition >= t->npart;
+    pthread_rwlock_unlock(&t->plock);
+    if (bad) {
+        topic_unref(t);
+        return CK_ERANGE;
+    }
+    int64_t deadline = ck_mono_ms() + timeout_ms;
+    pthread_mutex_lock(&t->mu);
+    uint64_t gen = ++t->req_gen;
+    t->req_pending = true;
+    t->req_rewind = rewind;
+    t->req_part = partition;
+    while (t->done_gen < gen && ck_mono_ms() < deadline) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+    }
+    rc = t->done_gen >= gen ? t->req_cleared : CK_EAGAIN;
+    pthread_mutex_unlock(&t->mu);
+    topic_unref(t);
+    return rc;
 }
 
 int ck_vidx_list(ck_vidx_t *v, char ***names)

@@ -98,4 +98,12 @@ int ck_vidx_stats(ck_vidx_t *v, const char *topic, ck_vidx_stats_t *st);
  * or CK_ENOMEM. */
 int ck_vidx_list(ck_vidx_t *v, char ***names);
 
+/* Clears the vectors of one partition (every one when partition < 0) of a vector topic;
+ * with rewind its records are then embedded again from the log start (backfill). The
+ * indexer's worker does it; this waits up to timeout_ms. Returns the number of vectors
+ * cleared, or CK_ENOENT (no such vector topic), CK_ERANGE (no such partition), CK_EAGAIN
+ * (not done in time: it still will be). */
+int64_t ck_vidx_clear(ck_vidx_t *v, const char *topic, int32_t partition, bool rewind,
+                      int64_t timeout_ms);
+
 #endif

@@ -402,3 +402,38 @@ def test_retention_survives_restart_with_snapshot(own, emb):
     wait_vectors(s, t, 18)
     res = vsearch(s, t, {"query": "uniform whiskey", "k": 50})
     assert sorted(o for _p, o in keyed(res)) == list(range(12, 30)), res
+
+
+def test_delete_index_and_backfill(srv, emb):
+    """DELETE /_vector/{t}/index clears the vectors (one partition or all); POST
+    /_vector/{t}/backfill embeds every record again from the log."""
+    t = unique_topic("vbf")
+    vtopic(srv, t, 2, ext_config(emb))
+    produce_json(srv, t, [{"text": "xray yankee %d" % i} for i in range(20)], partition=lambda i: i % 2)
+    wait_vectors(srv, t, 20)
+    before = len(emb.texts_seen())
+    r = http(srv, "DELETE", "/_vector/%s/index" % t, {"partition": 1})
+    assert r.status == 200 and r.body == {"topic": t, "partition": 1, "vectors_cleared": 10,
+                                          "snapshots_deleted": True}, r
+    st = stats(srv, t)
+    assert [p["vector_count"] for p in st["partitions"]] == [10, 0], st
+    res = vsearch(srv, t, {"query": "xray yankee", "k": 50})
+    assert {p for p, _o in keyed(res)} == {0}, res
+    # new records still come in
+    produce_json(srv, t, [{"text": "zulu %d" % i} for i in range(4)], partition=1)
+    wait_for(lambda: stats(srv, t)["partitions"][1]["vector_count"] == 4, 20, 0.05, "new vectors")
+    r = http(srv, "POST", "/_vector/%s/backfill" % t, {})
+    assert r.status == 200 and r.body["complete"] is True, r
+    assert r.body["vectors_generated"] == 24 and r.body["vectors_cleared"] == 14, r.body
+    st = stats(srv, t)
+    assert [p["vector_count"] for p in st["partitions"]] == [10, 14] and st["lag"] == 0, st
+    assert len(emb.texts_seen()) >= before + 24
+    res = vsearch(srv, t, {"query": "xray yankee 7", "k": 1})
+    assert res["results"][0]["score"] > 0.999 and res["results"][0]["partition"] == 1, res
+    # errors
+    assert http(srv, "DELETE", "/_vector/%s/index" % t, {"partition": 9}).status == 400
+    assert http(srv, "DELETE", "/_vector/%s/index" % t, {"partition": "x"}).status == 400
+    assert http(srv, "POST", "/_vector/no-such-topic/backfill", {}).status == 404
+    r = http(srv, "DELETE", "/_vector/%s/index" % t)
+    assert r.status == 200 and r.body["vectors_cleared"] == 24 and r.body["partition"] is None, r
+    assert stats(srv, t)["total_vectors"] == 0
