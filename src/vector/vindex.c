@@ -160,7 +160,9 @@ void ck_vidx_free(ck_vidx_t *v)
     ck_free(v);
 }
 
-const char *ck_vidx_provider_for(const ck_vidx_t *v, const char *topic_provider)
+/* The provider of a topic: its vector.provider, else the server's, else openai when a key
+ * or an endpoint is set, else the built-in model. */
+static const char *provider_for(const ck_vidx_t *v, const char *topic_provider)
 {
     if (topic_provider && ck_embed_kind_parse(topic_provider))
         return ck_embed_kind_name(ck_embed_kind_parse(topic_provider));
@@ -255,7 +257,7 @@ static void set_error(vtopic_t *t, const char *msg)
  * embedder. */
 static int read_options(ck_vidx_t *v, vtopic_t *t, const ck_kvs_t *cfg, char err[CK_EMBED_ERR])
 {
-    const char *prov = ck_vidx_provider_for(v, ck_kvs_get(cfg, "vector.provider"));
+    const char *prov = provider_for(v, ck_kvs_get(cfg, "vector.provider"));
     t->kind = ck_embed_kind_parse(prov);
     const char *model = ck_kvs_get(cfg, "vector.model");
     if (!model && t->kind != CK_EMBED_LOCAL)

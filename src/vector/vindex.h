@@ -42,10 +42,6 @@ void ck_vidx_free(ck_vidx_t *v);
 
 extern const ck_capability_ops_t ck_vidx_ops;
 
-/* The provider a topic with these configs would use ("local", "openai", "external"),
- * for checks at topic creation. */
-const char *ck_vidx_provider_for(const ck_vidx_t *v, const char *topic_provider);
-
 /* ---- any thread ---- */
 
 typedef struct ck_vidx_filter {

@@ -58,3 +58,29 @@ class NumberedSender(threading.Thread):
             if n % 20 == 0:
                 self.p.poll(0.01)  # keeps the rate bounded (<= ~2000 records/s)
         self.p.flush(flush_timeout)
+
+
+def kill9_under_load(srv, sender, acks_before, acks_after, ready=None, ready_what="", jitter=0.4):
+    """Starts sender, waits for acks_before acknowledgements (and ready(), if given), kills
+    the server with SIGKILL at a random instant within jitter seconds, restarts it, waits
+    for acks_after more acknowledgements, then stops the sender."""
+    import random
+    import time
+
+    from conftest import wait_for
+    from http_util import wait_http
+    sender.start()
+    try:
+        wait_for(lambda: sender.acked_count() > acks_before, 20, 0.02, "acks before the kill")
+        if ready:
+            wait_for(ready, 20, 0.02, ready_what)
+        time.sleep(random.uniform(0.0, jitter))
+        srv.kill9()
+        time.sleep(0.2)
+        srv.start()
+        wait_http(srv)
+        before = sender.acked_count()
+        wait_for(lambda: sender.acked_count() > before + acks_after, 20, 0.02, "acks after the restart")
+    finally:
+        sender.stop_evt.set()
+        sender.join(45)

@@ -13,7 +13,7 @@ import kafka_raw as raw
 from conftest import kp_admin, unique_topic, wait_for
 from http_util import (create_topic, curl_json, expect, http, module_api_server, produce_json, raw_producer,
                        topic_info, wait_http)
-from numbered import NumberedSender
+from numbered import NumberedSender, kill9_under_load
 
 
 @pytest.fixture(scope="module")
@@ -423,20 +423,8 @@ def test_kill9_during_indexing_equals_rebuild(own):
     searchable_topic(s, t, 3, {"searchable.refresh.ms": "100"})
     folder = s.data_dir / "search" / t
     sender = NumberedSender(s.bootstrap, t, 3, **{"retries": 1000, "message.timeout.ms": 25000})
-    sender.start()
-    try:
-        wait_for(lambda: sender.acked_count() > 500, 20, 0.02, "acks before the kill")
-        wait_for(lambda: len(list(folder.glob("seg_*.cks"))) >= 3, 20, 0.02, "committed segments")
-        time.sleep(random.uniform(0.0, 0.5))
-        s.kill9()
-        time.sleep(0.2)
-        s.start()
-        wait_http(s)
-        before = sender.acked_count()
-        wait_for(lambda: sender.acked_count() > before + 300, 20, 0.02, "acks after the restart")
-    finally:
-        sender.stop_evt.set()
-        sender.join(45)
+    kill9_under_load(s, sender, 500, 300, lambda: len(list(folder.glob("seg_*.cks"))) >= 3,
+                     "committed segments", jitter=0.5)
     hw = {p["partition"]: p["high_watermark"] for p in topic_info(s, t)["partition_info"]}
     n = sum(hw.values())
     wait_total(s, t, n, timeout=30)

@@ -19,7 +19,7 @@ from conftest import ck_admin, kp_admin, unique_topic, wait_for
 from http_util import (b64, count, create_topic, curl, curl_json, expect, high_watermarks, http,
                        json_producer, module_api_server, not_yet, produce_json, raw_producer, rows, scalar,
                        sql, sql_name, sql_resp, timed, topic_info, tuples, wait_count, wait_http)
-from numbered import NumberedSender
+from numbered import NumberedSender, kill9_under_load
 
 SYSTEM_COLUMNS = [
     ("_topic", "VARCHAR"), ("_partition", "INTEGER"), ("_offset", "BIGINT"), ("_timestamp", "TIMESTAMP"),
@@ -465,19 +465,7 @@ def test_kill9_during_ingestion_then_clean_restart(own):
     st = sql_name(t)
     create_topic(s, t, 3)
     sender = NumberedSender(s.bootstrap, t, 3, **{"retries": 1000, "message.timeout.ms": 25000})
-    sender.start()
-    try:
-        wait_for(lambda: sender.acked_count() > 400, 20, 0.02, "acks before the kill")
-        time.sleep(random.uniform(0.0, 0.4))
-        s.kill9()
-        time.sleep(0.2)
-        s.start()
-        wait_http(s)
-        before = sender.acked_count()
-        wait_for(lambda: sender.acked_count() > before + 200, 20, 0.02, "acks after the restart")
-    finally:
-        sender.stop_evt.set()
-        sender.join(45)
+    kill9_under_load(s, sender, 400, 200)
     assert not sender.is_alive()
     acked = list(sender.acked)
     hw = high_watermarks(s, t)

@@ -3,10 +3,8 @@ providers (a test embedding server speaking the OpenAI and the external contract
 /_vector routes with their filters and errors, the README's examples verbatim, provider
 failures, kill -9 and restart, retention."""
 import json
-import os
 import random
 import shutil
-import time
 
 import pytest
 
@@ -14,7 +12,7 @@ import kafka_raw as raw
 from conftest import unique_topic, wait_for
 from embed_server import EmbedServer, bag_vector
 from http_util import create_topic, curl_json, http, module_api_server, produce_json, wait_http
-from numbered import NumberedSender
+from numbered import NumberedSender, kill9_under_load
 
 
 @pytest.fixture(scope="module")
@@ -307,20 +305,7 @@ def test_kill9_during_indexing_equals_rebuild(own, emb):
     vtopic(s, t, 3, ext_config(emb))
     folder = s.data_dir / "vector" / t
     sender = NumberedSender(s.bootstrap, t, 3, **{"retries": 1000, "message.timeout.ms": 25000})
-    sender.start()
-    try:
-        wait_for(lambda: sender.acked_count() > 300, 20, 0.02, "acks before the kill")
-        wait_for(lambda: (folder / "CHECKPOINT").exists(), 20, 0.02, "a vector checkpoint")
-        time.sleep(random.uniform(0.0, 0.4))
-        s.kill9()
-        time.sleep(0.2)
-        s.start()
-        wait_http(s)
-        before = sender.acked_count()
-        wait_for(lambda: sender.acked_count() > before + 200, 20, 0.02, "acks after the restart")
-    finally:
-        sender.stop_evt.set()
-        sender.join(45)
+    kill9_under_load(s, sender, 300, 200, lambda: (folder / "CHECKPOINT").exists(), "a vector checkpoint")
     hw = {p["partition"]: p["high_watermark"] for p in http(s, "GET", "/topics/" + t).body["partition_info"]}
     n = sum(hw.values())
     wait_vectors(s, t, n)
