@@ -75,6 +75,21 @@ void ck_api_close_calls(ck_api_t *a)
     ck_indexer_cancel_waits(a->d.indexer);
 }
 
+void ck__api_bg_enter(ck_api_t *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->bg++;
+    pthread_mutex_unlock(&a->mu);
+}
+
+void ck__api_bg_leave(ck_api_t *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->bg--;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
 static bool unavailable(ck_api_t *a, int rc, ck_http_resp_t *resp)
 {
     if (rc == 0)
@@ -152,8 +167,8 @@ static json_t *capability_json(ck_api_t *a, const ck_topic_t *t, const char *cap
                           "segments_disk", (int)ss.segments_disk, "segments_memory",
                           (int)ss.segments_mem, "disk_bytes", (json_int_t)ss.disk_bytes,
                           "memory_bytes", (json_int_t)ss.mem_bytes, "flushes",
-                          (json_int_t)ss.flushes, "merges", (json_int_t)ss.merges,
-                          "merging", (int)ss.merging));
+                          (json_int_t)ss.flushes, "merges", (json_int_t)ss.merges, "merging",
+                          (int)ss.merging));
         return j;
     }
     char sname[300];
@@ -951,6 +966,10 @@ void ck_api_stop(ck_api_t *a)
     ck_api_close_calls(a);
     ck_http_stop(a->http);
     ck_http_free(a->http);
+    pthread_mutex_lock(&a->mu);
+    while (a->bg)
+        pthread_cond_wait(&a->cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
     ck__search_routes_free(a);
     for (int i = 0; i < a->npool; i++)
         duckdb_disconnect(&a->pool[i]);

@@ -23,9 +23,10 @@ struct ck_api {
     ck_http_t *http;
     ck_wakeup_t wk;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv; /* broadcast when a call is done or a background thread leaves */
     call_t *head, *tail;
     bool closed;
+    int bg; /* background threads of the API still running */
     pthread_mutex_t pmu;
     duckdb_connection pool[POOL_MAX];
     int npool;
@@ -33,6 +34,12 @@ struct ck_api {
 
 /* Runs fn(a, arg) on the loop thread and waits for it. CK_ECLOSED when shutting down. */
 int ck__api_loop_call(ck_api_t *a, void (*fn)(ck_api_t *, void *), void *arg);
+
+/* A thread of the API's own that may outlive its request (a /_query backend past its
+ * deadline) enters before it starts and leaves when it is done; ck_api_stop waits for every
+ * one to leave before it frees what they use. Any thread. */
+void ck__api_bg_enter(ck_api_t *a);
+void ck__api_bg_leave(ck_api_t *a);
 
 /* Registers the search routes (/_search, /{index}/_search, REST indexes). */
 int ck__search_routes(ck_api_t *a, ck_http_t *http);

@@ -8,9 +8,12 @@
  * the README's {"query","topics","backends","k"} (backends "search"/"text", "vector",
  * "sql", "fetch"; the query text feeds text and vector).
  *
- * Backends run one after another on the handler's thread; each is asked for 3k
- * candidates, and one that overruns timeout_ms is reported timed_out and its candidates
- * are dropped. Ranks are 0-based: rrf_score = sum over backends of 1 / (60 + rank). */
+ * The backends run at once on threads of their own (at most QUERY_THREADS), each asked for
+ * 3k candidates. The handler waits until they are done or timeout_ms has passed; one still
+ * running then is reported timed_out, its candidates are dropped and the answer goes out
+ * without it. A late backend finishes on its own (a provider's query embedding and a SQL
+ * query are cut short at the deadline) and the last one out frees the shared state.
+ * Ranks are 0-based: rrf_score = sum over backends of 1 / (60 + rank). */
 #include <dirent.h>
 #include <jansson.h>
 #include <math.h>
@@ -30,6 +33,7 @@
 
 #define MAX_SOURCES 64
 #define RRF_K 60.0
+#define QUERY_THREADS 8
 
 enum { B_TEXT, B_VECTOR, B_SQL, B_FETCH, NB };
 static const char *const bname[NB] = {"text", "vector", "sql", "fetch"};
@@ -37,12 +41,18 @@ static const char *const bname[NB] = {"text", "vector", "sql", "fetch"};
 /* ---- ranking profiles ---- */
 
 enum {
-    F_RRF, F_SOURCES, F_TEXT_RANK, F_VECTOR_RANK, F_SQL_RANK, F_TEXT_SCORE, F_VECTOR_SCORE,
-    F_FRESHNESS, NF
+    F_RRF,
+    F_SOURCES,
+    F_TEXT_RANK,
+    F_VECTOR_RANK,
+    F_SQL_RANK,
+    F_TEXT_SCORE,
+    F_VECTOR_SCORE,
+    F_FRESHNESS,
+    NF
 };
-static const char *const fname[NF] = {"rrf_score",   "source_count", "text_rank",
-                                      "vector_rank", "sql_rank",     "text_score",
-                                      "vector_score", "freshness"};
+static const char *const fname[NF] = {"rrf_score", "source_count", "text_rank",    "vector_rank",
+                                      "sql_rank",  "text_score",   "vector_score", "freshness"};
 
 typedef struct boost {
     int feature;
@@ -123,8 +133,7 @@ static int load_custom(const char *dir, const char *name, profile_t *p)
                 o = x;
         json_t *th = json_object_get(v, "threshold"), *mu = json_object_get(v, "multiplier");
         if (f >= 0 && o >= 0 && json_is_number(th) && json_is_number(mu) && p->nboosts < 8)
-            p->boosts[p->nboosts++] =
-                (boost_t){f, o, json_number_value(th), json_number_value(mu)};
+            p->boosts[p->nboosts++] = (boost_t){f, o, json_number_value(th), json_number_value(mu)};
     }
     json_decref(j);
     return 0;
@@ -159,9 +168,10 @@ static json_t *profile_json(const profile_t *p)
             json_object_set_new(w, fname[f], json_real(p->w[f]));
     json_t *b = json_array();
     for (int i = 0; i < p->nboosts; i++)
-        json_array_append_new(b, json_pack("{s:s,s:s,s:f,s:f}", "feature", fname[p->boosts[i].feature],
-                                           "op", opname[p->boosts[i].op], "threshold",
-                                           p->boosts[i].threshold, "multiplier", p->boosts[i].mult));
+        json_array_append_new(b,
+                              json_pack("{s:s,s:s,s:f,s:f}", "feature", fname[p->boosts[i].feature],
+                                        "op", opname[p->boosts[i].op], "threshold",
+                                        p->boosts[i].threshold, "multiplier", p->boosts[i].mult));
     return json_pack("{s:s,s:o,s:o}", "name", p->name, "weights", w, "boosts", b);
 }
 
@@ -172,8 +182,8 @@ typedef struct cand {
     int32_t partition;
     int64_t offset, timestamp; /* timestamp INT64_MIN: unknown */
     int nsrc;
-    int rank[NB];      /* 0-based; -1 absent */
-    double score[NB];  /* raw backend score */
+    int rank[NB];     /* 0-based; -1 absent */
+    double score[NB]; /* raw backend score */
     double rrf, final;
     double feat[NF];
 } cand_t;
@@ -326,9 +336,9 @@ static bool parse_plan(json_t *b, plan_t *p, ck_http_resp_t *resp)
             {
                 int mo = json_is_string(x) ? mode_of(json_string_value(x)) : -1;
                 if (mo < 0)
-                    json_array_append_new(p->warnings,
-                                          json_pack("s+", "unknown mode skipped: ",
-                                                    json_is_string(x) ? json_string_value(x) : "?"));
+                    json_array_append_new(
+                        p->warnings, json_pack("s+", "unknown mode skipped: ",
+                                               json_is_string(x) ? json_string_value(x) : "?"));
                 else
                     m[mo] = true;
             }
@@ -355,9 +365,9 @@ static bool parse_plan(json_t *b, plan_t *p, ck_http_resp_t *resp)
                 if (mo >= 0)
                     m[mo] = true;
                 else
-                    json_array_append_new(p->warnings,
-                                          json_pack("s+", "unknown backend skipped: ",
-                                                    json_is_string(x) ? json_string_value(x) : "?"));
+                    json_array_append_new(
+                        p->warnings, json_pack("s+", "unknown backend skipped: ",
+                                               json_is_string(x) ? json_string_value(x) : "?"));
             }
         } else {
             m[B_TEXT] = m[B_VECTOR] = true;
@@ -401,7 +411,8 @@ static bool parse_plan(json_t *b, plan_t *p, ck_http_resp_t *resp)
     if (f && !json_is_null(f)) {
         if (!json_is_object(f) || !time_arg(json_object_get(f, "timestamp_gte"), &p->ts_gte) ||
             !time_arg(json_object_get(f, "timestamp_lte"), &p->ts_lte)) {
-            planning_error(resp, "filters.timestamp_gte/lte must be ISO-8601 or epoch milliseconds");
+            planning_error(resp,
+                           "filters.timestamp_gte/lte must be ISO-8601 or epoch milliseconds");
             return false;
         }
         json_t *ps = json_object_get(f, "partitions");
@@ -415,7 +426,8 @@ static bool parse_plan(json_t *b, plan_t *p, ck_http_resp_t *resp)
             json_array_foreach(ps, i, x)
             {
                 if (!json_is_integer(x) || json_integer_value(x) < 0) {
-                    planning_error(resp, "filters.partitions must be an array of partition numbers");
+                    planning_error(resp,
+                                   "filters.partitions must be an array of partition numbers");
                     return false;
                 }
                 p->parts[p->nparts++] = (int32_t)json_integer_value(x);
@@ -479,9 +491,10 @@ static int merge_list(cands_t *c, int topic, int backend, const ranked_t *l, siz
     return 0;
 }
 
-static int run_text(ck_api_t *a, const plan_t *p, const char *topic, size_t want, ranked_t **out,
-                    size_t *n, char *err, size_t errlen)
+static int run_text(ck_api_t *a, const plan_t *p, const char *topic, size_t want,
+                    int64_t deadline_ms, ranked_t **out, size_t *n, char *err, size_t errlen)
 {
+    (void)deadline_ms; /* in-process and quick */
     *out = NULL;
     *n = 0;
     const char *q = p->text ? p->text : p->semantic;
@@ -510,8 +523,8 @@ static int run_text(ck_api_t *a, const plan_t *p, const char *topic, size_t want
     return 0;
 }
 
-static int run_vector(ck_api_t *a, const plan_t *p, const char *topic, size_t want, ranked_t **out,
-                      size_t *n, char *err, size_t errlen)
+static int run_vector(ck_api_t *a, const plan_t *p, const char *topic, size_t want,
+                      int64_t deadline_ms, ranked_t **out, size_t *n, char *err, size_t errlen)
 {
     *out = NULL;
     *n = 0;
@@ -523,10 +536,11 @@ static int run_vector(ck_api_t *a, const plan_t *p, const char *topic, size_t wa
     ranked_t *l = ck_calloc(want, sizeof(*l));
     uint32_t dims = 0;
     char e[CK_VIDX_ERR] = "";
-    int rc = vec && h && l ? ck_vidx_embed_query(a->d.vector, topic, q, strlen(q), vec, &dims, e)
-                           : CK_ENOMEM;
-    ck_vidx_filter_t f = {p->has_parts ? p->parts : NULL, p->nparts, INT64_MIN, INT64_MAX,
-                          p->ts_gte, p->ts_lte};
+    int rc = vec && h && l
+                 ? ck_vidx_embed_query(a->d.vector, topic, q, strlen(q), vec, &dims, deadline_ms, e)
+                 : CK_ENOMEM;
+    ck_vidx_filter_t f = {
+        p->has_parts ? p->parts : NULL, p->nparts, INT64_MIN, INT64_MAX, p->ts_gte, p->ts_lte};
     size_t nh = 0;
     if (!rc)
         rc = ck_vidx_search(a->d.vector, topic, vec, dims, want, 0, &f, h, &nh, e);
@@ -545,8 +559,8 @@ static int run_vector(ck_api_t *a, const plan_t *p, const char *topic, size_t wa
     return 0;
 }
 
-static int run_sql(ck_api_t *a, const plan_t *p, const char *topic, size_t want, ranked_t **out,
-                   size_t *n, char *err, size_t errlen)
+static int run_sql(ck_api_t *a, const plan_t *p, const char *topic, size_t want,
+                   int64_t deadline_ms, ranked_t **out, size_t *n, char *err, size_t errlen)
 {
     (void)topic;
     *out = NULL;
@@ -554,7 +568,8 @@ static int run_sql(ck_api_t *a, const plan_t *p, const char *topic, size_t want,
     if (!p->sql)
         return CK_EINVAL;
     json_t *rows = NULL;
-    int rc = ck__sql_rows(a, p->sql, (int64_t)want, p->timeout_ms, &rows, err, errlen);
+    int64_t left = deadline_ms - ck_mono_ms();
+    int rc = ck__sql_rows(a, p->sql, (int64_t)want, left > 1 ? left : 1, &rows, err, errlen);
     if (rc)
         return rc;
     ranked_t *l = ck_calloc(json_array_size(rows) + 1, sizeof(*l));
@@ -612,9 +627,10 @@ static void do_bounds(ck_api_t *a, void *arg)
     f->end = ck_partition_durable_end(t->parts[f->partition]);
 }
 
-static int run_fetch(ck_api_t *a, const plan_t *p, const char *topic, size_t want, ranked_t **out,
-                     size_t *n, char *err, size_t errlen)
+static int run_fetch(ck_api_t *a, const plan_t *p, const char *topic, size_t want,
+                     int64_t deadline_ms, ranked_t **out, size_t *n, char *err, size_t errlen)
 {
+    (void)deadline_ms;
     *out = NULL;
     *n = 0;
     json_t *off = json_object_get(p->fetch, "offset");
@@ -688,19 +704,24 @@ static void features(cand_t *e, int64_t now_ms)
     e->feat[F_SQL_RANK] = e->rank[B_SQL] >= 0 ? 1.0 / (1 + e->rank[B_SQL]) : 0;
     e->feat[F_TEXT_SCORE] = e->rank[B_TEXT] >= 0 ? e->score[B_TEXT] : 0;
     e->feat[F_VECTOR_SCORE] = e->rank[B_VECTOR] >= 0 ? e->score[B_VECTOR] : 0;
-    double age_h = e->timestamp == INT64_MIN ? INFINITY
-                                             : (double)(now_ms - e->timestamp) / 3600000.0;
+    double age_h =
+        e->timestamp == INT64_MIN ? INFINITY : (double)(now_ms - e->timestamp) / 3600000.0;
     e->feat[F_FRESHNESS] = isinf(age_h) ? 0 : 1.0 / (1.0 + (age_h > 0 ? age_h : 0));
 }
 
 static bool boost_holds(const boost_t *b, double v)
 {
     switch (b->op) {
-    case 0: return v > b->threshold;
-    case 1: return v >= b->threshold;
-    case 2: return v < b->threshold;
-    case 3: return v <= b->threshold;
-    default: return v == b->threshold;
+    case 0:
+        return v > b->threshold;
+    case 1:
+        return v >= b->threshold;
+    case 2:
+        return v < b->threshold;
+    case 3:
+        return v <= b->threshold;
+    default:
+        return v == b->threshold;
     }
 }
 
@@ -777,8 +798,145 @@ static void uuid4(char out[37])
 
 /* ---- the routes ---- */
 
-typedef int (*backend_fn)(ck_api_t *, const plan_t *, const char *, size_t, ranked_t **, size_t *,
-                          char *, size_t);
+typedef int (*backend_fn)(ck_api_t *, const plan_t *, const char *, size_t, int64_t, ranked_t **,
+                          size_t *, char *, size_t);
+
+/* One request's backend runs, shared by the handler and the threads running them; the last
+ * one out frees it (the plan's strings live in body). */
+typedef struct qexec {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;         /* the handler and each running thread */
+    int next;         /* the next run to start */
+    int pending;      /* runs not finished */
+    bool abandoned;   /* the handler answered: late results are dropped */
+    int64_t deadline; /* ck_mono_ms */
+    size_t want;
+    ck_api_t *a;
+    json_t *body;
+    plan_t p;
+    int nruns;
+    struct qslot {
+        brun_t br;
+        ranked_t *l;
+        size_t n;
+        int rc;
+        bool done;
+    } s[MAX_SOURCES * NB];
+} qexec_t;
+
+static void qexec_unref(qexec_t *x)
+{
+    pthread_mutex_lock(&x->mu);
+    bool last = --x->refs == 0;
+    pthread_mutex_unlock(&x->mu);
+    if (!last)
+        return;
+    for (int i = 0; i < x->nruns; i++)
+        ck_free(x->s[i].l);
+    plan_free(&x->p);
+    json_decref(x->body);
+    pthread_mutex_destroy(&x->mu);
+    pthread_cond_destroy(&x->cv);
+    ck_free(x);
+}
+
+/* A backend thread: runs the next run not started until none is left; one not started by
+ * the deadline is not started at all. */
+static void *qexec_thread(void *arg)
+{
+    static const backend_fn fns[NB] = {run_text, run_vector, run_sql, run_fetch};
+    qexec_t *x = arg;
+    ck_api_t *a = x->a;
+    pthread_mutex_lock(&x->mu);
+    while (x->next < x->nruns) {
+        struct qslot *sl = &x->s[x->next++];
+        if (x->abandoned || ck_mono_ms() >= x->deadline) {
+            sl->br.timed_out = true;
+            x->pending--;
+            continue;
+        }
+        pthread_mutex_unlock(&x->mu);
+        int64_t b0 = ck_mono_ns();
+        ranked_t *l = NULL;
+        size_t n = 0;
+        char err[sizeof(sl->br.error)] = "";
+        int rc = fns[sl->br.backend](a, &x->p, x->p.src[sl->br.topic].topic, x->want, x->deadline,
+                                     &l, &n, err, sizeof(err));
+        double ms = (double)(ck_mono_ns() - b0) / 1e6;
+        pthread_mutex_lock(&x->mu);
+        sl->br.ms = ms;
+        sl->rc = rc;
+        snprintf(sl->br.error, sizeof(sl->br.error), "%s", rc && !*err ? ck_strerror(rc) : err);
+        sl->l = l;
+        sl->n = n;
+        sl->done = true;
+        x->pending--;
+        pthread_cond_broadcast(&x->cv);
+    }
+    pthread_mutex_unlock(&x->mu);
+    qexec_unref(x);
+    ck__api_bg_leave(a);
+    return NULL;
+}
+
+/* Starts the runs' threads and waits until they are done or the deadline passed; the
+ * finished runs' lists are merged into c. Returns 0 or CK_ENOMEM. */
+static int qexec_run(qexec_t *x, cands_t *c, brun_t *runs)
+{
+    int nthreads = x->nruns < QUERY_THREADS ? x->nruns : QUERY_THREADS, started = 0;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    for (int i = 0; i < nthreads; i++) {
+        pthread_mutex_lock(&x->mu);
+        x->refs++;
+        pthread_mutex_unlock(&x->mu);
+        ck__api_bg_enter(x->a);
+        pthread_t th;
+        if (pthread_create(&th, &at, qexec_thread, x)) {
+            ck__api_bg_leave(x->a);
+            pthread_mutex_lock(&x->mu);
+            x->refs--;
+            pthread_mutex_unlock(&x->mu);
+            break;
+        }
+        started++;
+    }
+    pthread_attr_destroy(&at);
+    if (!started) { /* no thread to be had: run them here */
+        x->refs++;
+        ck__api_bg_enter(x->a);
+        qexec_thread(x);
+    }
+    pthread_mutex_lock(&x->mu);
+    while (x->pending > 0) {
+        int64_t now = ck_mono_ms();
+        if (now >= x->deadline)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = (int64_t)ts.tv_nsec + (x->deadline - now) * 1000000;
+        ts.tv_sec += (time_t)(ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+    }
+    x->abandoned = true;
+    int rc = 0;
+    for (int r = 0; r < x->nruns; r++) {
+        struct qslot *sl = &x->s[r];
+        runs[r] = sl->br;
+        if (!sl->done) {
+            runs[r].timed_out = true;
+            runs[r].ms = (double)x->p.timeout_ms;
+        } else if (!sl->rc && !rc) {
+            runs[r].candidates = sl->n;
+            rc = merge_list(c, sl->br.topic, sl->br.backend, sl->l, sl->n);
+        }
+    }
+    pthread_mutex_unlock(&x->mu);
+    return rc;
+}
 
 static void h_query(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 {
@@ -787,131 +945,123 @@ static void h_query(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     json_t *body = ck_http_json_body(req, resp, false);
     if (!body)
         return;
-    plan_t p;
-    if (!parse_plan(body, &p, resp)) {
-        plan_free(&p);
+    qexec_t *x = ck_calloc(1, sizeof(*x));
+    if (!x) {
+        ck_http_resp_json(
+            resp, 500, json_pack("{s:s,s:s}", "error", "out of memory", "type", "execution_error"));
         json_decref(body);
         return;
     }
+    pthread_mutex_init(&x->mu, NULL);
+    pthread_cond_init(&x->cv, NULL);
+    x->refs = 1;
+    x->a = a;
+    x->body = body;
+    plan_t *pp = &x->p;
+    if (!parse_plan(body, pp, resp)) {
+        qexec_unref(x);
+        return;
+    }
     /* what can run */
-    brun_t runs[MAX_SOURCES * NB];
-    int nruns = 0;
-    for (int i = 0; i < p.nsrc; i++) {
-        caps_t c = topic_caps(a, p.src[i].topic);
+    bool sql_added = false;
+    for (int i = 0; i < pp->nsrc; i++) {
+        caps_t c = topic_caps(a, pp->src[i].topic);
         if (!c.exists && !c.text && !c.vector) {
-            json_array_append_new(p.warnings, json_pack("s+", "unknown topic skipped: ", p.src[i].topic));
+            json_array_append_new(pp->warnings,
+                                  json_pack("s+", "unknown topic skipped: ", pp->src[i].topic));
             continue;
         }
-        bool can[NB] = {c.text && (p.text || p.semantic), c.vector && (p.text || p.semantic),
-                        p.sql != NULL, c.exists && p.fetch != NULL};
+        bool can[NB] = {c.text && (pp->text || pp->semantic),
+                        c.vector && (pp->text || pp->semantic), pp->sql != NULL,
+                        c.exists && pp->fetch != NULL};
         for (int b = 0; b < NB; b++) {
-            if (!p.src[i].mode[b])
+            if (!pp->src[i].mode[b])
                 continue;
             if (!can[b]) {
                 char w[400];
-                snprintf(w, sizeof(w), "%s: mode %s skipped (%s)", p.src[i].topic, bname[b],
+                snprintf(w, sizeof(w), "%s: mode %s skipped (%s)", pp->src[i].topic, bname[b],
                          b == B_TEXT     ? "no text index or no q.text"
                          : b == B_VECTOR ? "no vector index or no query text"
                          : b == B_SQL    ? "no q.sql"
                                          : "no q.fetch");
-                json_array_append_new(p.warnings, json_string(w));
+                json_array_append_new(pp->warnings, json_string(w));
                 continue;
             }
-            runs[nruns++] = (brun_t){b, i, 0, 0, false, ""};
+            if (b == B_SQL && sql_added) /* one query: attributed to the first topic */
+                continue;
+            sql_added |= b == B_SQL;
+            x->s[x->nruns++].br = (brun_t){.backend = b, .topic = i};
         }
     }
-    if (!nruns) {
+    if (!x->nruns) {
         planning_error(resp, "no executable backend: the sources' topics lack the requested "
                              "capabilities or the query lacks what they need");
-        plan_free(&p);
-        json_decref(body);
+        qexec_unref(x);
         return;
     }
-    static const backend_fn fns[NB] = {run_text, run_vector, run_sql, run_fetch};
+    x->pending = x->nruns;
+    x->want = 3 * pp->k;
+    x->deadline = ck_mono_ms() + pp->timeout_ms;
+    brun_t runs[MAX_SOURCES * NB];
+    int nruns = x->nruns;
     cands_t c = {0};
-    size_t want = 3 * p.k;
-    int rc = 0;
-    bool sql_done = false;
-    for (int r = 0; r < nruns && !rc; r++) {
-        brun_t *br = &runs[r];
-        if (br->backend == B_SQL && sql_done) /* one query: attributed to the first topic */
-            continue;
-        int64_t b0 = ck_mono_ns();
-        ranked_t *l = NULL;
-        size_t n = 0;
-        int brc = fns[br->backend](a, &p, p.src[br->topic].topic, want, &l, &n, br->error,
-                                   sizeof(br->error));
-        br->ms = (double)(ck_mono_ns() - b0) / 1e6;
-        if (br->backend == B_SQL)
-            sql_done = true;
-        if (brc) {
-            if (!br->error[0])
-                snprintf(br->error, sizeof(br->error), "%s", ck_strerror(brc));
-        } else if (br->ms > (double)p.timeout_ms) {
-            br->timed_out = true;
-        } else {
-            br->candidates = n;
-            rc = merge_list(&c, br->topic, br->backend, l, n);
-        }
-        ck_free(l);
-    }
+    int rc = qexec_run(x, &c, runs);
+    const plan_t *p = pp; /* the handler's reference keeps it alive until the end */
     if (rc) {
-        ck_http_resp_json(resp, 500, json_pack("{s:s,s:s}", "error", "out of memory", "type",
-                                               "execution_error"));
+        ck_http_resp_json(
+            resp, 500, json_pack("{s:s,s:s}", "error", "out of memory", "type", "execution_error"));
         ck_free(c.v);
-        plan_free(&p);
-        json_decref(body);
+        qexec_unref(x);
         return;
     }
     profile_t pr;
-    find_profile(a, p.profile, &pr);
+    find_profile(a, p->profile, &pr);
     int64_t now = ck_wall_ms();
     for (size_t i = 0; i < c.n; i++) {
         features(&c.v[i], now);
         score(&c.v[i], &pr);
     }
     qsort(c.v, c.n, sizeof(*c.v), cand_cmp);
-    size_t ranked = c.n < p.k ? c.n : p.k;
+    size_t ranked = c.n < p->k ? c.n : p->k;
     json_t *results = json_array(), *grouped = NULL;
-    if (p.grouped) {
+    if (p->grouped) {
         grouped = json_object();
         for (size_t i = 0; i < ranked; i++) {
-            const char *t = p.src[c.v[i].topic].topic;
+            const char *t = p->src[c.v[i].topic].topic;
             json_t *g = json_object_get(grouped, t);
             if (!g) {
                 g = json_array();
                 json_object_set_new(grouped, t, g);
             }
-            json_array_append_new(g, cand_json(&p, &c.v[i], &pr));
+            json_array_append_new(g, cand_json(p, &c.v[i], &pr));
         }
     } else {
         for (size_t i = 0; i < ranked; i++)
-            json_array_append_new(results, cand_json(&p, &c.v[i], &pr));
+            json_array_append_new(results, cand_json(p, &c.v[i], &pr));
     }
     json_t *backs = json_array();
     for (int r = 0; r < nruns; r++) {
-        json_t *o = json_pack("{s:s,s:s,s:I,s:f,s:b}", "backend", bname[runs[r].backend], "topic",
-                              p.src[runs[r].topic].topic, "candidates",
-                              (json_int_t)runs[r].candidates, "latency_ms", runs[r].ms,
-                              "timed_out", runs[r].timed_out);
+        json_t *o =
+            json_pack("{s:s,s:s,s:I,s:f,s:b}", "backend", bname[runs[r].backend], "topic",
+                      p->src[runs[r].topic].topic, "candidates", (json_int_t)runs[r].candidates,
+                      "latency_ms", runs[r].ms, "timed_out", runs[r].timed_out);
         if (runs[r].error[0])
             json_object_set_new(o, "error", json_string(runs[r].error));
         json_array_append_new(backs, o);
     }
     char qid[37];
     uuid4(qid);
-    json_t *out = json_pack("{s:s,s:o,s:{s:I,s:I,s:f,s:o},s:s}", "query_id", qid, "results",
-                            results, "stats", "candidates", (json_int_t)c.n, "ranked",
-                            (json_int_t)ranked, "latency_ms", (double)(ck_mono_ns() - t0) / 1e6,
-                            "backends", backs, "profile", pr.name);
+    json_t *out =
+        json_pack("{s:s,s:o,s:{s:I,s:I,s:f,s:o},s:s}", "query_id", qid, "results", results, "stats",
+                  "candidates", (json_int_t)c.n, "ranked", (json_int_t)ranked, "latency_ms",
+                  (double)(ck_mono_ns() - t0) / 1e6, "backends", backs, "profile", pr.name);
     if (grouped)
         json_object_set_new(out, "grouped_results", grouped);
-    if (json_array_size(p.warnings))
-        json_object_set(out, "warnings", p.warnings);
+    if (json_array_size(p->warnings))
+        json_object_set(out, "warnings", p->warnings);
     ck_http_resp_json(resp, 200, out);
     ck_free(c.v);
-    plan_free(&p);
-    json_decref(body);
+    qexec_unref(x);
 }
 
 typedef struct names_arg {

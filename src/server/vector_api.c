@@ -145,8 +145,8 @@ static bool parse_req(ck_http_req_t *req, ck_http_resp_t *resp, bool need_query,
 static void vector_error(ck_http_resp_t *resp, int rc, const char *topic, const char *err)
 {
     if (rc == CK_ENOENT)
-        ck_http_resp_error(resp, 404, "NotFound", "no vector index for topic %s (is vector.enabled=true?)",
-                           topic);
+        ck_http_resp_error(resp, 404, "NotFound",
+                           "no vector index for topic %s (is vector.enabled=true?)", topic);
     else if (rc == CK_ERANGE)
         ck_http_resp_error(resp, 400, "InvalidRequest", "%s", err);
     else if (rc == CK_EIO || rc == CK_EINVAL)
@@ -166,9 +166,8 @@ static json_t *hits_json(const char *topic, const ck_vidx_hit_t *h, size_t n)
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++)
         json_array_append_new(arr, json_pack("{s:s,s:i,s:I,s:I,s:f}", "topic", topic, "partition",
-                                             (int)h[i].partition, "offset",
-                                             (json_int_t)h[i].offset, "timestamp",
-                                             (json_int_t)h[i].timestamp, "score",
+                                             (int)h[i].partition, "offset", (json_int_t)h[i].offset,
+                                             "timestamp", (json_int_t)h[i].timestamp, "score",
                                              (double)h[i].score));
     return arr;
 }
@@ -198,6 +197,12 @@ static void search_common(ck_api_t *a, ck_http_resp_t *resp, const char *topic, 
     ck_free(hits);
 }
 
+/* A query text's embedding is given up on after the server's query timeout. */
+static int64_t query_deadline(const ck_api_t *a)
+{
+    return a->d.query_timeout_ms > 0 ? ck_mono_ms() + a->d.query_timeout_ms : 0;
+}
+
 static void h_search(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
 {
     ck_api_t *a = ud;
@@ -208,7 +213,8 @@ static void h_search(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
         float *q = ck_malloc(sizeof(float) * CK_EMBED_MAX_DIMS);
         uint32_t dims = 0;
         char err[CK_VIDX_ERR] = "";
-        int rc = q ? ck_vidx_embed_query(a->d.vector, topic, r.query, strlen(r.query), q, &dims, err)
+        int rc = q ? ck_vidx_embed_query(a->d.vector, topic, r.query, strlen(r.query), q, &dims,
+                                         query_deadline(a), err)
                    : CK_ENOMEM;
         if (rc)
             vector_error(resp, rc, topic, err);
@@ -237,7 +243,8 @@ static void h_search_by_vector(ck_http_req_t *req, ck_http_resp_t *resp, void *u
                 q[i] = (float)json_number_value(x);
         }
         if (!ok)
-            bad(resp, "%s", "vector (a non-empty array of at most 4096 finite numbers) is required");
+            bad(resp, "%s",
+                "vector (a non-empty array of at most 4096 finite numbers) is required");
         else
             search_common(a, resp, topic, &r, q, (uint32_t)d, 0.0, t0);
         ck_free(q);
@@ -338,7 +345,7 @@ static void h_hybrid(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     uint32_t dims = 0;
     char err[CK_VIDX_ERR] = "";
     int rc = q && vh ? ck_vidx_embed_query(a->d.vector, topic, r.query, strlen(r.query), q, &dims,
-                                           err)
+                                           query_deadline(a), err)
                      : CK_ENOMEM;
     if (!rc)
         rc = ck_vidx_search(a->d.vector, topic, q, dims, side, side > 50 ? side : 0, &r.f, vh, &nv,
@@ -461,13 +468,13 @@ static void h_stats(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
         json_object_set_new(o, "distance_metric", json_string(st.metric));
         json_object_set_new(o, "embedding_provider", json_string(st.provider));
         json_object_set_new(o, "embedding_model", json_string(st.model));
-        json_object_set_new(o, "hnsw", json_pack("{s:i,s:i,s:i}", "m", (int)st.m, "ef_construction",
-                                                 (int)st.ef_construction, "ef_search",
-                                                 (int)st.ef_search));
+        json_object_set_new(o, "hnsw",
+                            json_pack("{s:i,s:i,s:i}", "m", (int)st.m, "ef_construction",
+                                      (int)st.ef_construction, "ef_search", (int)st.ef_search));
         json_object_set_new(o, "embedded", json_integer((json_int_t)st.embedded));
         json_object_set_new(o, "errors", json_integer((json_int_t)st.errors));
-        json_object_set_new(o, "last_error", st.last_error[0] ? json_string(st.last_error)
-                                                              : json_null());
+        json_object_set_new(o, "last_error",
+                            st.last_error[0] ? json_string(st.last_error) : json_null());
     }
     ck_free(st.per_part);
     ck_http_resp_json(resp, 200, o);
@@ -502,9 +509,10 @@ static bool partition_arg(ck_http_req_t *req, ck_http_resp_t *resp, int32_t *par
     if (!b)
         return false;
     json_t *p = json_is_object(b) ? json_object_get(b, "partition") : NULL;
-    bool ok = json_is_object(b) && (!p || json_is_null(p) ||
-                                    (json_is_integer(p) && json_integer_value(p) >= 0 &&
-                                     json_integer_value(p) <= INT32_MAX));
+    bool ok =
+        json_is_object(b) &&
+        (!p || json_is_null(p) ||
+         (json_is_integer(p) && json_integer_value(p) >= 0 && json_integer_value(p) <= INT32_MAX));
     if (ok && json_is_integer(p))
         *part = (int32_t)json_integer_value(p);
     json_decref(b);
@@ -576,11 +584,12 @@ static void h_backfill(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
         }
     }
     ck_free(now.per_part);
-    json_t *o = json_pack(
-        "{s:s,s:i,s:I,s:i,s:I,s:f,s:b,s:I}", "topic", topic, "segments_processed",
-        part < 0 ? (int)now.npart : 1, "vectors_generated", (json_int_t)(now.embedded - st.embedded),
-        "skipped_segments", 0, "errors", (json_int_t)(now.errors - st.errors), "duration_secs",
-        (double)(ck_mono_ns() - t0) / 1e9, "complete", done, "vectors_cleared", (json_int_t)rc);
+    json_t *o = json_pack("{s:s,s:i,s:I,s:i,s:I,s:f,s:b,s:I}", "topic", topic, "segments_processed",
+                          part < 0 ? (int)now.npart : 1, "vectors_generated",
+                          (json_int_t)(now.embedded - st.embedded), "skipped_segments", 0, "errors",
+                          (json_int_t)(now.errors - st.errors), "duration_secs",
+                          (double)(ck_mono_ns() - t0) / 1e9, "complete", done, "vectors_cleared",
+                          (json_int_t)rc);
     ck_http_resp_json(resp, 200, o);
 }
 

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "vector/model.h"
 
@@ -140,11 +141,11 @@ int ck_embedder_new(const ck_embed_config_t *cfg, ck_embedder_t **out, char err[
     case CK_EMBED_OPENAI:
     case CK_EMBED_EXTERNAL: {
         const char *ep = cfg->endpoint && *cfg->endpoint ? cfg->endpoint
-                         : cfg->kind == CK_EMBED_OPENAI ? DEFAULT_OPENAI
-                                                        : NULL;
+                         : cfg->kind == CK_EMBED_OPENAI  ? DEFAULT_OPENAI
+                                                         : NULL;
         if (!ep || (strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8))) {
-            seterr(err, "%s provider needs an http(s) endpoint%s%s",
-                   ck_embed_kind_name(cfg->kind), ep ? ", not " : "", ep ? ep : "");
+            seterr(err, "%s provider needs an http(s) endpoint%s%s", ck_embed_kind_name(cfg->kind),
+                   ep ? ", not " : "", ep ? ep : "");
             rc = CK_EINVAL;
             break;
         }
@@ -254,7 +255,7 @@ static size_t on_body(char *data, size_t sz, size_t nm, void *arg)
 
 /* One POST. Returns 0 with *status set (any HTTP status), or CK_EIO (transport failure,
  * err set). */
-static int post(const ck_embedder_t *e, const char *body, answer_t *a, long *status,
+static int post(const ck_embedder_t *e, const char *body, int timeout_ms, answer_t *a, long *status,
                 char err[CK_EMBED_ERR])
 {
     CURL *c = curl_easy_init();
@@ -270,8 +271,8 @@ static int post(const ck_embedder_t *e, const char *body, answer_t *a, long *sta
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)e->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(e->timeout_ms < 10000 ? e->timeout_ms : 10000));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_ms < 10000 ? timeout_ms : 10000));
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "chronik/" CK_VERSION);
     CURLcode cc = curl_easy_perform(c);
@@ -418,7 +419,7 @@ static void sleep_ms(int ms)
 }
 
 static int embed_http(ck_embedder_t *e, const char *const *texts, const size_t *lens, size_t n,
-                      float *out, char err[CK_EMBED_ERR])
+                      float *out, int64_t deadline_ms, char err[CK_EMBED_ERR])
 {
     char *body = request_body(e, texts, lens, n);
     if (!body)
@@ -426,8 +427,20 @@ static int embed_http(ck_embedder_t *e, const char *const *texts, const size_t *
     answer_t a = {0};
     int rc = CK_EIO, wait = 100;
     for (int attempt = 0;; attempt++) {
+        int timeout = e->timeout_ms;
+        if (deadline_ms) {
+            int64_t left = deadline_ms - ck_mono_ms();
+            if (left <= 0) {
+                if (!attempt)
+                    seterr(err, "%s: no time left to ask", e->url);
+                rc = CK_EIO;
+                break;
+            }
+            if (left < timeout)
+                timeout = (int)left;
+        }
         long status = 0;
-        rc = post(e, body, &a, &status, err);
+        rc = post(e, body, timeout, &a, &status, err);
         if (!rc && status >= 200 && status < 300) {
             rc = parse_answer(e, &a, n, out, err);
             break;
@@ -437,7 +450,8 @@ static int embed_http(ck_embedder_t *e, const char *const *texts, const size_t *
             answer_error(&a, status, e->url, err);
             rc = CK_EIO;
         }
-        if (!again || attempt >= e->max_retries)
+        if (!again || attempt >= e->max_retries ||
+            (deadline_ms && ck_mono_ms() + wait >= deadline_ms))
             break;
         sleep_ms(wait);
         wait = wait * 2 > 5000 ? 5000 : wait * 2;
@@ -450,6 +464,12 @@ static int embed_http(ck_embedder_t *e, const char *const *texts, const size_t *
 int ck_embedder_embed(ck_embedder_t *e, const char *const *texts, const size_t *lens, size_t n,
                       float *out, char err[CK_EMBED_ERR])
 {
+    return ck_embedder_embed_by(e, texts, lens, n, out, 0, err);
+}
+
+int ck_embedder_embed_by(ck_embedder_t *e, const char *const *texts, const size_t *lens, size_t n,
+                         float *out, int64_t deadline_ms, char err[CK_EMBED_ERR])
+{
     err[0] = 0;
     if (!n)
         return 0;
@@ -459,5 +479,5 @@ int ck_embedder_embed(ck_embedder_t *e, const char *const *texts, const size_t *
             seterr(err, "local model: %s", ck_strerror(rc));
         return rc;
     }
-    return embed_http(e, texts, lens, n, out, err);
+    return embed_http(e, texts, lens, n, out, deadline_ms, err);
 }

@@ -51,6 +51,10 @@ ck_embed_kind_t ck_embedder_kind(const ck_embedder_t *e);
 #define CK_EMBED_MAX_DIMS 4096
 int ck_embedder_embed(ck_embedder_t *e, const char *const *texts, const size_t *lens, size_t n,
                       float *out, char err[CK_EMBED_ERR]);
+/* The same, given up by deadline_ms (ck_mono_ms time; 0: none): an HTTP provider's request
+ * is cut short and not retried past it (CK_EIO). The local model is not interrupted. */
+int ck_embedder_embed_by(ck_embedder_t *e, const char *const *texts, const size_t *lens, size_t n,
+                         float *out, int64_t deadline_ms, char err[CK_EMBED_ERR]);
 
 /* Parses "local" / "openai" / "external" (case-insensitive); 0 if unknown. */
 ck_embed_kind_t ck_embed_kind_parse(const char *s);

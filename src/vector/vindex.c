@@ -33,12 +33,12 @@ typedef struct vpart {
     pthread_rwlock_t lock; /* hnsw, offs, ts, n against searches (worker writes) */
     ck_hnsw_t *hnsw;       /* NULL until the first vector (dims known) */
     ck_vlog_t *vlog;
-    int64_t *offs, *ts;    /* per internal id */
+    int64_t *offs, *ts; /* per internal id */
     size_t n, cap;
-    uint64_t live;         /* n minus deleted */
-    uint64_t del_upto;     /* ids below are deleted (retention) */
-    int64_t next;          /* worker: every record below is handled */
-    int64_t ckpt_next;     /* committed next_offset */
+    uint64_t live;     /* n minus deleted */
+    uint64_t del_upto; /* ids below are deleted (retention) */
+    int64_t next;      /* worker: every record below is handled */
+    int64_t ckpt_next; /* committed next_offset */
     uint64_t ckpt_records, snap_count;
     int64_t log_start;
 } vpart_t;
@@ -66,7 +66,7 @@ typedef struct vtopic {
     ck_embedder_t *emb;
     uint32_t dims; /* 0 until the first vector or the embedder knows */
     /* partitions */
-    pthread_mutex_t mu; /* last_error */
+    pthread_mutex_t mu;     /* last_error */
     pthread_rwlock_t plock; /* the parts array (grows) against searches */
     vpart_t **parts;
     int32_t npart;
@@ -263,7 +263,9 @@ static int read_options(ck_vidx_t *v, vtopic_t *t, const ck_kvs_t *cfg, char err
     if (!model && t->kind != CK_EMBED_LOCAL)
         model = v->model ? v->model : t->kind == CK_EMBED_OPENAI ? "text-embedding-3-small" : NULL;
     const char *dv = ck_kvs_get(cfg, "vector.dimensions");
-    uint32_t dims = dv ? (uint32_t)strtoul(dv, NULL, 10) : t->kind != CK_EMBED_LOCAL ? v->cfg.dims : 0;
+    uint32_t dims = dv                          ? (uint32_t)strtoul(dv, NULL, 10)
+                    : t->kind != CK_EMBED_LOCAL ? v->cfg.dims
+                                                : 0;
     const char *ep = ck_kvs_get(cfg, "vector.endpoint");
     if (!ep)
         ep = v->endpoint;
@@ -282,8 +284,9 @@ static int read_options(ck_vidx_t *v, vtopic_t *t, const ck_kvs_t *cfg, char err
     x = ck_kvs_get(cfg, "vector.index.ef_search");
     t->efs = x ? (uint32_t)strtoul(x, NULL, 10) : 50;
     x = ck_kvs_get(cfg, "vector.batch_size");
-    t->batch = x ? strtoul(x, NULL, 10) : t->kind == CK_EMBED_LOCAL ? DEFAULT_BATCH_LOCAL
-                                                                    : DEFAULT_BATCH_HTTP;
+    t->batch = x                           ? strtoul(x, NULL, 10)
+               : t->kind == CK_EMBED_LOCAL ? DEFAULT_BATCH_LOCAL
+                                           : DEFAULT_BATCH_HTTP;
     if (t->m < 2 || t->m > 256)
         t->m = 16;
     if (!t->efc)
@@ -503,9 +506,11 @@ static int load_checkpoint(vtopic_t *t)
                metric_parse(metric) != t->metric || (t->dims && dims && dims != t->dims) ||
                (json_integer_value(json_object_get(j, "m")) != t->m) ||
                (json_integer_value(json_object_get(j, "ef_construction")) != t->efc)) {
-        CK_INFO("vector", "%s: vector config changed (%s/%s/%s/%u -> %s/%s/%s/%u): re-embedding "
-                "from the log", t->name, prov, model, metric, dims, ck_embed_kind_name(t->kind),
-                t->model, metric_name(t->metric), t->dims);
+        CK_INFO("vector",
+                "%s: vector config changed (%s/%s/%s/%u -> %s/%s/%s/%u): re-embedding "
+                "from the log",
+                t->name, prov, model, metric, dims, ck_embed_kind_name(t->kind), t->model,
+                metric_name(t->metric), t->dims);
         rc = CK_ENOENT;
     }
     if (!rc && dims)
@@ -543,11 +548,11 @@ static int commit(ck_vidx_t *v, vtopic_t *t)
         if (p->vlog && (rc = ck_vlog_sync(p->vlog)))
             break;
         uint64_t records = p->vlog ? ck_vlog_count(p->vlog) : 0;
-        rc = json_array_append_new(
-                 parts, json_pack("{s:i,s:I,s:I,s:I,s:I}", "partition", (int)pi, "next_offset",
-                                  (json_int_t)p->next, "records", (json_int_t)records,
-                                  "snapshot_count", (json_int_t)p->snap_count, "log_start",
-                                  (json_int_t)p->log_start))
+        rc = json_array_append_new(parts, json_pack("{s:i,s:I,s:I,s:I,s:I}", "partition", (int)pi,
+                                                    "next_offset", (json_int_t)p->next, "records",
+                                                    (json_int_t)records, "snapshot_count",
+                                                    (json_int_t)p->snap_count, "log_start",
+                                                    (json_int_t)p->log_start))
                  ? CK_ENOMEM
                  : 0;
     }
@@ -555,10 +560,9 @@ static int commit(ck_vidx_t *v, vtopic_t *t)
     hex_id(t->id, idhex);
     json_t *j = rc ? NULL
                    : json_pack("{s:i,s:s,s:s,s:s,s:i,s:s,s:i,s:i,s:o}", "version", CKPT_VERSION,
-                               "topic_id", idhex, "provider", ck_embed_kind_name(t->kind),
-                               "model", t->model, "dims", (int)t->dims, "metric",
-                               metric_name(t->metric), "m", (int)t->m, "ef_construction",
-                               (int)t->efc, "partitions", parts);
+                               "topic_id", idhex, "provider", ck_embed_kind_name(t->kind), "model",
+                               t->model, "dims", (int)t->dims, "metric", metric_name(t->metric),
+                               "m", (int)t->m, "ef_construction", (int)t->efc, "partitions", parts);
     if (!rc && !j)
         rc = CK_ENOMEM;
     if (!j)
@@ -602,7 +606,8 @@ static void snapshot(ck_vidx_t *v, vtopic_t *t, bool all)
         part_path(t, pi, "hnsw", path, sizeof(path));
         int rc = ck_hnsw_save(p->hnsw, path);
         if (rc) {
-            CK_WARN("vector", "%s-%d: graph snapshot failed: %s", t->name, (int)pi, ck_strerror(rc));
+            CK_WARN("vector", "%s-%d: graph snapshot failed: %s", t->name, (int)pi,
+                    ck_strerror(rc));
             continue;
         }
         p->snap_count = p->ckpt_records;
@@ -810,7 +815,8 @@ static int flush_pending(vtopic_t *t, bool keep)
     if (rc) {
         atomic_fetch_add(&t->errors, 1);
         set_error(t, *err ? err : ck_strerror(rc));
-        ck_idx_topic_set_status(t->it, "vector: embedding failed: %s", *err ? err : ck_strerror(rc));
+        ck_idx_topic_set_status(t->it, "vector: embedding failed: %s",
+                                *err ? err : ck_strerror(rc));
         if (!keep)
             pend_clear(t);
         ck_free(texts);
@@ -1065,7 +1071,7 @@ const ck_capability_ops_t ck_vidx_ops = {
 /* ---- readers ---- */
 
 int ck_vidx_embed_query(ck_vidx_t *v, const char *topic, const char *text, size_t len, float *out,
-                        uint32_t *dims, char err[CK_VIDX_ERR])
+                        uint32_t *dims, int64_t deadline_ms, char err[CK_VIDX_ERR])
 {
     err[0] = 0;
     vtopic_t *t = registry_get(v, topic);
@@ -1074,7 +1080,7 @@ int ck_vidx_embed_query(ck_vidx_t *v, const char *topic, const char *text, size_
     const char *texts[1] = {text};
     size_t lens[1] = {len};
     char e[CK_EMBED_ERR] = "";
-    int rc = ck_embedder_embed(t->emb, texts, lens, 1, out, e);
+    int rc = ck_embedder_embed_by(t->emb, texts, lens, 1, out, deadline_ms, e);
     if (rc)
         snprintf(err, CK_VIDX_ERR, "%s", *e ? e : ck_strerror(rc));
     *dims = ck_embedder_dims(t->emb);
@@ -1115,8 +1121,8 @@ int ck_vidx_search(ck_vidx_t *v, const char *topic, const float *q, uint32_t dim
         return CK_ENOENT;
     int rc = 0;
     if (t->dims && dims != t->dims) {
-        snprintf(err, CK_VIDX_ERR, "vector has %u dimensions, the index of %s has %u", dims,
-                 topic, t->dims);
+        snprintf(err, CK_VIDX_ERR, "vector has %u dimensions, the index of %s has %u", dims, topic,
+                 t->dims);
         rc = CK_ERANGE;
     }
     if (!ef)

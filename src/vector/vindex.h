@@ -61,10 +61,11 @@ typedef struct ck_vidx_hit {
 #define CK_VIDX_ERR 256
 
 /* Embeds a query text with the topic's provider into out (dims floats, at most
- * CK_EMBED_MAX_DIMS); *dims receives the count. Returns 0, CK_ENOENT (no such vector
- * topic), CK_EIO (provider failure: err), CK_EINVAL. */
+ * CK_EMBED_MAX_DIMS); *dims receives the count. An HTTP provider is given up on at
+ * deadline_ms (ck_mono_ms time; 0: none). Returns 0, CK_ENOENT (no such vector topic),
+ * CK_EIO (provider failure: err), CK_EINVAL. */
 int ck_vidx_embed_query(ck_vidx_t *v, const char *topic, const char *text, size_t len, float *out,
-                        uint32_t *dims, char err[CK_VIDX_ERR]);
+                        uint32_t *dims, int64_t deadline_ms, char err[CK_VIDX_ERR]);
 
 /* The k best hits for vector q (dims floats) over the filtered partitions, best first;
  * ef 0 = the topic's ef_search, CK_VIDX_EXACT = an exact scan instead of the graph. *n receives the count (<= k); hits holds k entries.

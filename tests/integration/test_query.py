@@ -3,6 +3,7 @@ sources/q one), its backends (text, vector, sql, fetch), RRF fusion and ranking 
 checked arithmetically from the returned features, grouped results, custom profiles,
 errors; GET /_query/capabilities and /_query/profiles."""
 import json
+import time
 
 import pytest
 
@@ -178,3 +179,38 @@ def test_capabilities_and_errors(srv):
     # unknown topics among known ones are skipped with a warning
     res = query(srv, {"query": "payment", "topics": ["orders", "no-such-topic"], "k": 3})
     assert any("no-such-topic" in w for w in res["warnings"]), res
+
+
+def test_slow_backend_times_out_alone(srv):
+    """The backends run at once: a vector backend whose provider answers after 3 s is cut at
+    timeout_ms and reported timed_out, while the text backend's results come back."""
+    slow = EmbedServer(dims=16)
+    try:
+        t = unique_topic("qslow")
+        create_topic(srv, t, 1, {"searchable": "true", "vector.enabled": "true", "vector.provider": "external",
+                                 "vector.endpoint": slow.url + "/embed"})
+        produce_json(srv, t, [{"text": "durian %d" % i} for i in range(6)])
+        wait_indexed(srv, t, 6)
+        body = {"sources": [{"topic": t, "modes": ["text", "vector"]}], "q": {"text": "durian"}, "k": 3,
+                "timeout_ms": 300}
+        res = query(srv, body)
+        backs = {b["backend"]: b for b in res["stats"]["backends"]}
+        assert not backs["vector"]["timed_out"] and backs["vector"]["candidates"] == 6, backs
+        slow.delay_s = 3.0
+        t0 = time.monotonic()
+        res = query(srv, body)
+        took = time.monotonic() - t0
+        backs = {b["backend"]: b for b in res["stats"]["backends"]}
+        assert backs["vector"]["timed_out"] and backs["vector"]["candidates"] == 0, backs
+        assert not backs["text"]["timed_out"] and backs["text"]["candidates"] == 6, backs
+        assert [h["features"]["source_count"] for h in res["results"]] == [1, 1, 1], res
+        assert all(h["features"]["vector_rank"] == 0 for h in res["results"]), res
+        # answered at the deadline, not when the provider answered
+        assert took < 2.5, took
+        # a late backend's thread does not disturb the next requests
+        slow.delay_s = 0
+        res = query(srv, dict(body, timeout_ms=5000))
+        backs = {b["backend"]: b for b in res["stats"]["backends"]}
+        assert backs["vector"]["candidates"] == 6 and not backs["vector"]["timed_out"], backs
+    finally:
+        slow.close()
