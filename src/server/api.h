@@ -15,6 +15,7 @@
 #include "log/topics.h"
 #include "search/restidx.h"
 #include "search/sindex.h"
+#include "vector/rerank.h"
 #include "vector/vindex.h"
 #include "net/loop.h"
 
@@ -34,6 +35,7 @@ typedef struct ck_api_deps {
     int default_partitions;
     int64_t query_timeout_ms; /* default timeout_secs of /_sql */
     const char *data_dir;     /* ranking profiles of /_query in <data_dir>/profiles */
+    ck_reranker_config_t reranker; /* "rerank": true (endpoint "" or NULL: none) */
 } ck_api_deps_t;
 
 /* Starts the HTTP server on bind:port (loop thread). On error returns nonzero and a message. */

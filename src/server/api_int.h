@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "http/http.h"
+#include "log/batch.h"
 #include "server/api.h"
 
 #define POOL_MAX 16
@@ -58,8 +59,31 @@ typedef struct ck__text_hit {
 int ck__text_search(ck_api_t *a, const char *topic, const char *query, size_t k,
                     ck__text_hit_t **out, size_t *n, char *err, size_t errlen);
 
+/* A record by its place; ck__read_records reads a batch of them. */
+typedef struct ck__rec_ref {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} ck__rec_ref_t;
+/* Reads the records (each batch once, on the loop thread) and calls fn(ctx, i, record) on
+ * the calling thread for each refs[i] found; the record is valid during the call. Records
+ * gone (retention, compaction) are left out. Returns 0, CK_ECLOSED or CK_ENOMEM. */
+int ck__read_records(ck_api_t *a, const ck__rec_ref_t *refs, size_t n,
+                     void (*fn)(void *ctx, size_t i, const ck_record_t *r), void *ctx);
+
 /* Registers the vector routes (/_vector/...). */
 int ck__vector_routes(ck_api_t *a, ck_http_t *http);
+/* Finishes a best-first array of result objects (each with "topic", "partition",
+ * "offset"): with rerank, and a reranker configured and a query text, every entry's text is
+ * scored against query (given up at deadline_ms), gets "rerank_score" and the array is
+ * re-ordered by it (*reranked true); else, or when the reranker fails, the order stays and
+ * warn says why. Then the array is cut to k and each entry gets "text_preview": the first
+ * 100 characters of the text its topic embeds (vector.field; else the value's text),
+ * none for a record gone. Returns 0, CK_ECLOSED, CK_ENOMEM, CK_EINVAL (an entry lacks its
+ * topic). Any thread but the loop's. */
+int ck__finish_results(ck_api_t *a, json_t *arr, size_t k, const char *query, bool rerank,
+                       int64_t deadline_ms, bool *reranked, char *warn, size_t warnlen);
+
 /* Registers the query orchestrator's routes (/_query...). */
 int ck__query_routes(ck_api_t *a, ck_http_t *http);
 

@@ -58,6 +58,9 @@ static const setting_t settings[] = {
     {"embedding-endpoint", 0, {"CHRONIK_EMBEDDING_ENDPOINT"}, "embedding.endpoint", T_STR, OFF(embedding_endpoint), "base URL of an OpenAI-compatible server, or the external provider's URL"},
     {"embedding-api-key", 0, {"OPENAI_API_KEY", "CHRONIK_EMBEDDING_API_KEY"}, "embedding.api_key", T_STR, OFF(embedding_api_key), "API key for the openai provider"},
     {"embedding-model-dir", 0, {"CHRONIK_EMBEDDING_MODEL_DIR"}, "embedding.model_dir", T_STR, OFF(embedding_model_dir), "folder of the local model's files (the build's third_party/use-lite)"},
+    {"reranker-endpoint", 0, {"CHRONIK_RERANKER_ENDPOINT"}, "reranker.endpoint", T_STR, OFF(reranker_endpoint), "URL of a rerank service ({query, documents} -> {results: [{index, relevance_score}]}) used by \"rerank\": true (none)"},
+    {"reranker-model", 0, {"CHRONIK_RERANKER_MODEL"}, "reranker.model", T_STR, OFF(reranker_model), "model named in rerank requests (none)"},
+    {"reranker-api-key", 0, {"CHRONIK_RERANKER_API_KEY"}, "reranker.api_key", T_STR, OFF(reranker_api_key), "bearer token for the rerank service (none)"},
     {"vector-commit-interval-ms", 0, {"CHRONIK_VECTOR_COMMIT_INTERVAL_MS"}, "vector_commit_interval_ms", T_LONG, OFF(vector_commit_ms), "vectors and their checkpoint are committed to disk this often (1000)"},
     {"offsets-retention-minutes", 0, {"CHRONIK_OFFSETS_RETENTION_MINUTES"}, "offsets_retention_minutes", T_LONG, OFF(offsets_retention_minutes), "committed offsets of empty groups kept (10080)"},
 };

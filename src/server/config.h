@@ -41,6 +41,10 @@ typedef struct ck_settings {
     char embedding_endpoint[512];
     char embedding_api_key[256];  /* OPENAI_API_KEY */
     char embedding_model_dir[1024]; /* the local model's files */
+    /* the reranker of "rerank": true ("" = none) */
+    char reranker_endpoint[512];
+    char reranker_model[128];
+    char reranker_api_key[256];
     int64_t vector_commit_ms;     /* vectors and checkpoint committed this often */
 } ck_settings_t;
 

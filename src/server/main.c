@@ -246,7 +246,8 @@ static int start_sql(server_t *s)
     ck_timer_start(s->loop, &s->index_timer, ck_mono_ms());
     ck_api_deps_t d = {s->loop,    s->broker, s->topics, s->indexer, s->columnar,
                        s->sql,     s->search, s->rest,   s->vector,  s->log,
-                       c->default_partitions, c->query_timeout_secs * 1000, c->data_dir};
+                       c->default_partitions, c->query_timeout_secs * 1000, c->data_dir,
+                       {c->reranker_endpoint, c->reranker_model, c->reranker_api_key, 0, 0}};
     const char *msg = "";
     int port = 0;
     rc = ck_api_start(&d, c->api_bind, c->api_port, (size_t)c->api_max_body_bytes, &s->api, &port, &msg);

@@ -235,7 +235,7 @@ typedef struct plan {
     bool has_parts;
     size_t k;
     int64_t timeout_ms;
-    bool grouped, explain;
+    bool grouped, explain, rerank;
     const char *profile;
     json_t *warnings;
 } plan_t;
@@ -439,6 +439,12 @@ static bool parse_plan(json_t *b, plan_t *p, ck_http_resp_t *resp)
     p->grouped = rf && !strcmp(rf, "grouped");
     p->explain = json_is_true(json_object_get(b, "explain")) ||
                  json_is_true(json_object_get(b, "explanation"));
+    json_t *rr = json_object_get(b, "rerank");
+    if (rr && !json_is_null(rr) && !json_is_boolean(rr)) {
+        planning_error(resp, "rerank must be true or false");
+        return false;
+    }
+    p->rerank = json_is_true(rr);
     p->profile = json_string_value(json_object_get(json_object_get(b, "rank"), "profile"));
     if (!p->profile)
         p->profile = json_string_value(json_object_get(b, "profile"));
@@ -867,6 +873,7 @@ static void *qexec_thread(void *arg)
         pthread_mutex_lock(&x->mu);
         sl->br.ms = ms;
         sl->rc = rc;
+        sl->br.timed_out = rc && ck_mono_ms() >= x->deadline; /* cut short at the deadline */
         snprintf(sl->br.error, sizeof(sl->br.error), "%s", rc && !*err ? ck_strerror(rc) : err);
         sl->l = l;
         sl->n = n;
@@ -1022,22 +1029,41 @@ static void h_query(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
         score(&c.v[i], &pr);
     }
     qsort(c.v, c.n, sizeof(*c.v), cand_cmp);
-    size_t ranked = c.n < p->k ? c.n : p->k;
+    size_t keep = p->rerank ? 5 * p->k : p->k; /* the reranker gets 5k */
+    size_t ranked = c.n < keep ? c.n : keep;
     json_t *results = json_array(), *grouped = NULL;
+    for (size_t i = 0; i < ranked; i++)
+        json_array_append_new(results, cand_json(p, &c.v[i], &pr));
+    bool reranked = false;
+    char warn[300];
+    rc = ck__finish_results(a, results, p->k, p->text ? p->text : p->semantic, p->rerank,
+                            ck_mono_ms() + p->timeout_ms, &reranked, warn, sizeof(warn));
+    if (rc) {
+        json_decref(results);
+        ck_http_resp_json(
+            resp, 500, json_pack("{s:s,s:s}", "error", ck_strerror(rc), "type", "execution_error"));
+        ck_free(c.v);
+        qexec_unref(x);
+        return;
+    }
+    if (*warn)
+        json_array_append_new(p->warnings, json_string(warn));
+    ranked = json_array_size(results);
     if (p->grouped) {
         grouped = json_object();
-        for (size_t i = 0; i < ranked; i++) {
-            const char *t = p->src[c.v[i].topic].topic;
+        size_t i;
+        json_t *e;
+        json_array_foreach(results, i, e)
+        {
+            const char *t = json_string_value(json_object_get(e, "topic"));
             json_t *g = json_object_get(grouped, t);
             if (!g) {
                 g = json_array();
                 json_object_set_new(grouped, t, g);
             }
-            json_array_append_new(g, cand_json(p, &c.v[i], &pr));
+            json_array_append(g, e);
         }
-    } else {
-        for (size_t i = 0; i < ranked; i++)
-            json_array_append_new(results, cand_json(p, &c.v[i], &pr));
+        json_array_clear(results);
     }
     json_t *backs = json_array();
     for (int r = 0; r < nruns; r++) {
@@ -1057,6 +1083,8 @@ static void h_query(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
                   (double)(ck_mono_ns() - t0) / 1e6, "backends", backs, "profile", pr.name);
     if (grouped)
         json_object_set_new(out, "grouped_results", grouped);
+    if (reranked)
+        json_object_set_new(json_object_get(out, "stats"), "reranked", json_true());
     if (json_array_size(p->warnings))
         json_object_set(out, "warnings", p->warnings);
     ck_http_resp_json(resp, 200, out);

@@ -127,12 +127,12 @@ typedef struct fetch_item {
     int64_t offset;
     uint32_t rpos; /* the record's position in its batch (CK_SEG_NO_POS: unknown) */
     int rc;
-    int32_t batch; /* index into fetch_op.batches, -1 = none */
-    ck_wbuf_t part; /* read alone: the batch header, then the record */
+    int32_t batch;   /* index into fetch_op.batches, -1 = none */
+    ck_wbuf_t part;  /* read alone: the batch header, then the record */
     ck_record_t rec; /* ... decoded (when has_rec), slices into part */
     bool has_rec;
-    json_t *src;   /* the hit's _source (owned), or NULL */
-    json_t *doc;   /* its "value" (borrowed from src) */
+    json_t *src; /* the hit's _source (owned), or NULL */
+    json_t *doc; /* its "value" (borrowed from src) */
 } fetch_item_t;
 
 typedef struct fetch_batch {
@@ -244,13 +244,13 @@ static json_t *record_json(const fetch_item_t *it, const ck_record_t *r, json_t 
     return src;
 }
 
-/* Decodes each fetched batch once and builds the sources of its items. */
-static void build_sources(fetch_op_t *op)
+/* Decodes each fetched batch once and calls fn(ctx, i, record) for each item i found. */
+static void each_record(fetch_op_t *op, void (*fn)(void *, size_t, const ck_record_t *), void *ctx)
 {
     for (size_t i = 0; i < op->n; i++) {
         fetch_item_t *fi = &op->items[i];
         if (fi->has_rec)
-            fi->src = record_json(fi, &fi->rec, &fi->doc);
+            fn(ctx, i, &fi->rec);
         ck_wbuf_free(&fi->part);
     }
     ck_wbuf_t scratch = CK_WBUF_INIT;
@@ -271,7 +271,7 @@ static void build_sources(fetch_op_t *op)
                 fetch_item_t *fi = &op->items[op->order[k]];
                 if (fi->batch != (int32_t)bi || fi->offset != r.offset)
                     break;
-                fi->src = record_json(fi, &r, &fi->doc);
+                fn(ctx, (size_t)(fi - op->items), &r);
                 k++;
             }
             while (k < op->n && op->items[op->order[k]].batch == (int32_t)bi &&
@@ -282,6 +282,47 @@ static void build_sources(fetch_op_t *op)
     ck_wbuf_free(&scratch);
     for (size_t i = 0; i < op->nbatches; i++)
         ck_wbuf_free(&op->batches[i].bytes);
+}
+
+static void keep_source(void *ctx, size_t i, const ck_record_t *r)
+{
+    fetch_item_t *it = &((fetch_op_t *)ctx)->items[i];
+    it->src = record_json(it, r, &it->doc);
+}
+
+int ck__read_records(ck_api_t *a, const ck__rec_ref_t *refs, size_t n,
+                     void (*fn)(void *ctx, size_t i, const ck_record_t *r), void *ctx)
+{
+    if (!n)
+        return 0;
+    fetch_item_t *items = ck_calloc(n, sizeof(*items));
+    size_t *order = ck_calloc(n, sizeof(*order));
+    fetch_batch_t *batches = ck_calloc(n, sizeof(*batches));
+    int rc = items && order && batches ? 0 : CK_ENOMEM;
+    for (size_t i = 0; !rc && i < n; i++) {
+        items[i].topic = refs[i].topic;
+        items[i].partition = refs[i].partition;
+        items[i].offset = refs[i].offset;
+        items[i].rpos = CK_SEG_NO_POS;
+        items[i].batch = -1;
+        order[i] = i;
+    }
+    fetch_op_t op = {items, n, order, batches, 0};
+    if (!rc) {
+        qsort_r(order, n, sizeof(*order), item_cmp, items);
+        rc = ck__api_loop_call(a, do_fetch, &op);
+        if (rc) /* not fetched: free what was */
+            for (size_t i = 0; i < op.nbatches; i++)
+                ck_wbuf_free(&op.batches[i].bytes);
+        else
+            each_record(&op, fn, ctx);
+    }
+    for (size_t i = 0; items && i < n; i++)
+        ck_wbuf_free(&items[i].part);
+    ck_free(items);
+    ck_free(order);
+    ck_free(batches);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- index resolution */
@@ -543,7 +584,7 @@ static void run_search(ck_api_t *a, ck_http_req_t *req, ck_http_resp_t *resp,
         es_error(resp, 503, "unavailable_shards_exception", "the server is shutting down");
         goto out;
     }
-    build_sources(&fop);
+    each_record(&fop, keep_source, &fop);
     ck_free(order);
     ck_free(batches);
     json_t *hits = json_array();
@@ -857,8 +898,8 @@ int ck__text_search(ck_api_t *a, const char *topic, const char *query, size_t k,
         return CK_ENOENT;
     if (k > CK_SEARCH_MAX_WINDOW)
         k = CK_SEARCH_MAX_WINDOW;
-    json_t *body = json_pack("{s:{s:{s:s}},s:I,s:b,s:b}", "query", "match", "_all", query,
-                             "size", (json_int_t)k, "_source", 0, "track_total_hits", 0);
+    json_t *body = json_pack("{s:{s:{s:s}},s:I,s:b,s:b}", "query", "match", "_all", query, "size",
+                             (json_int_t)k, "_source", 0, "track_total_hits", 0);
     ck_search_req_t *rq = NULL;
     ck_search_error_t e = {0};
     int rc = body ? ck_search_parse(body, &rq, &e) : CK_ENOMEM;

@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/logging.h"
 #include "search/docfields.h"
 #include "server/api_int.h"
 #include "vector/vindex.h"
@@ -28,7 +29,8 @@ typedef struct vreq {
     json_t *body;
     const char *query;
     size_t k;
-    size_t ef; /* 0: the topic's ef_search; CK_VIDX_EXACT */
+    size_t ef;   /* 0: the topic's ef_search; CK_VIDX_EXACT */
+    bool rerank; /* over-retrieve 5k and let the reranker order them */
     ck_vidx_filter_t f;
     int32_t parts[256];
 } vreq_t;
@@ -136,6 +138,12 @@ static bool parse_req(ck_http_req_t *req, ck_http_resp_t *resp, bool need_query,
     }
     if (json_is_true(ex))
         r->ef = CK_VIDX_EXACT;
+    json_t *rr = json_object_get(r->body, "rerank");
+    if (rr && !json_is_null(rr) && !json_is_boolean(rr)) {
+        bad(resp, "%s must be true or false", "rerank");
+        return false;
+    }
+    r->rerank = json_is_true(rr);
     return parse_filters(r->body, r, resp) &&
            parse_filters(json_object_get(r->body, "filters"), r, resp);
 }
@@ -172,14 +180,44 @@ static json_t *hits_json(const char *topic, const ck_vidx_hit_t *h, size_t n)
     return arr;
 }
 
+/* A query text's embedding is given up on after the server's query timeout. */
+static int64_t query_deadline(const ck_api_t *a)
+{
+    return a->d.query_timeout_ms > 0 ? ck_mono_ms() + a->d.query_timeout_ms : 0;
+}
+
+/* Previews (and the reranker's order when asked) for arr, cut to r->k; adds "reranked" to
+ * the answer o when it was. False after answering 503 (shutting down) or 500. */
+static bool finish(ck_api_t *a, ck_http_resp_t *resp, json_t *arr, const vreq_t *r, json_t *o)
+{
+    bool reranked = false;
+    char warn[300];
+    int rc = ck__finish_results(a, arr, r->k, r->query, r->rerank, query_deadline(a), &reranked,
+                                warn, sizeof(warn));
+    if (rc) {
+        if (rc == CK_ECLOSED)
+            ck_http_resp_error(resp, 503, "ServiceUnavailable", "%s",
+                               "the server is shutting down");
+        else
+            ck_http_resp_error(resp, 500, "SearchError", "reading the results: %s",
+                               ck_strerror(rc));
+        return false;
+    }
+    if (reranked)
+        json_object_set_new(o, "reranked", json_true());
+    json_object_set_new(o, "count", json_integer((json_int_t)json_array_size(arr)));
+    return true;
+}
+
 static void search_common(ck_api_t *a, ck_http_resp_t *resp, const char *topic, vreq_t *r,
                           const float *q, uint32_t dims, double embed_ms, int64_t t0)
 {
-    ck_vidx_hit_t *hits = ck_malloc(sizeof(*hits) * r->k);
+    size_t k = r->rerank && r->query ? 5 * r->k : r->k;
+    ck_vidx_hit_t *hits = ck_malloc(sizeof(*hits) * k);
     size_t n = 0;
     char err[CK_VIDX_ERR] = "";
     int64_t t1 = (ck_mono_ns() / 1000);
-    int rc = hits ? ck_vidx_search(a->d.vector, topic, q, dims, r->k, r->ef, &r->f, hits, &n, err)
+    int rc = hits ? ck_vidx_search(a->d.vector, topic, q, dims, k, r->ef, &r->f, hits, &n, err)
                   : CK_ENOMEM;
     double search_ms = ms_since(t1);
     if (rc) {
@@ -188,19 +226,161 @@ static void search_common(ck_api_t *a, ck_http_resp_t *resp, const char *topic, 
         ck_vidx_stats_t st;
         ck_vidx_stats(a->d.vector, topic, &st);
         ck_free(st.per_part);
-        json_t *o = json_pack("{s:o,s:I,s:I,s:f,s:f,s:f,s:s}", "results", hits_json(topic, hits, n),
-                              "count", (json_int_t)n, "total_vectors", (json_int_t)st.total,
-                              "execution_time_ms", ms_since(t0), "query_embedding_time_ms",
-                              embed_ms, "search_time_ms", search_ms, "model", st.model);
-        ck_http_resp_json(resp, 200, o);
+        json_t *arr = hits_json(topic, hits, n);
+        json_t *o = json_pack("{s:O,s:I,s:I,s:f,s:f,s:f,s:s}", "results", arr, "count",
+                              (json_int_t)n, "total_vectors", (json_int_t)st.total,
+                              "execution_time_ms", 0.0, "query_embedding_time_ms", embed_ms,
+                              "search_time_ms", search_ms, "model", st.model);
+        if (finish(a, resp, arr, r, o)) {
+            json_object_set_new(o, "execution_time_ms", json_real(ms_since(t0)));
+            ck_http_resp_json(resp, 200, o);
+        } else {
+            json_decref(o);
+        }
+        json_decref(arr);
     }
     ck_free(hits);
 }
 
-/* A query text's embedding is given up on after the server's query timeout. */
-static int64_t query_deadline(const ck_api_t *a)
+/* ---- texts of results: previews and reranking ---- */
+
+#define PREVIEW_CHARS 100
+
+/* The first PREVIEW_CHARS characters of text as a JSON string (bytes that are not UTF-8
+ * become U+FFFD); NULL if it cannot be one. */
+static json_t *preview_json(const char *s, size_t len)
 {
-    return a->d.query_timeout_ms > 0 ? ck_mono_ms() + a->d.query_timeout_ms : 0;
+    char out[PREVIEW_CHARS * 4];
+    size_t o = 0, i = 0;
+    for (int chars = 0; i < len && chars < PREVIEW_CHARS; chars++) {
+        unsigned char c = (unsigned char)s[i];
+        size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        bool ok = n && i + n <= len;
+        for (size_t j = 1; ok && j < n; j++)
+            ok = ((unsigned char)s[i + j] & 0xC0) == 0x80;
+        if (!ok) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(out + o, s + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    return json_stringn(out, o);
+}
+
+typedef struct texts {
+    ck_api_t *a;
+    const ck__rec_ref_t *refs;
+    char **t;
+    size_t *len;
+} texts_t;
+
+static void take_text(void *ctx, size_t i, const ck_record_t *r)
+{
+    texts_t *x = ctx;
+    x->t[i] = ck_vidx_record_text(x->a->d.vector, x->refs[i].topic, r, &x->len[i]);
+}
+
+typedef struct ranked_ix {
+    size_t i;
+    double score;
+} ranked_ix_t;
+
+static int ranked_ix_cmp(const void *a, const void *b)
+{
+    const ranked_ix_t *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i; /* ties keep the fused order */
+}
+
+/* Re-orders arr (and the texts with it) by the reranker's scores; false with warn set if
+ * it failed. */
+static bool rerank_results(ck_api_t *a, json_t *arr, texts_t *x, size_t n, const char *query,
+                           int64_t deadline_ms, char *warn, size_t warnlen)
+{
+    double *sc = ck_calloc(n, sizeof(*sc));
+    ranked_ix_t *ix = ck_calloc(n, sizeof(*ix));
+    char **t2 = ck_calloc(n, sizeof(*t2));
+    size_t *l2 = ck_calloc(n, sizeof(*l2));
+    json_t *order = json_array();
+    char err[CK_EMBED_ERR] = "";
+    int rc = sc && ix && t2 && l2 && order
+                 ? ck_rerank(&a->d.reranker, query, (const char *const *)x->t, x->len, n,
+                             deadline_ms, sc, err)
+                 : CK_ENOMEM;
+    if (!rc) {
+        for (size_t i = 0; i < n; i++) {
+            ix[i] = (ranked_ix_t){i, sc[i]};
+            json_object_set_new(json_array_get(arr, i), "rerank_score",
+                                isfinite(sc[i]) ? json_real(sc[i]) : json_null());
+        }
+        qsort(ix, n, sizeof(*ix), ranked_ix_cmp);
+        for (size_t i = 0; i < n; i++) {
+            json_array_append(order, json_array_get(arr, ix[i].i));
+            t2[i] = x->t[ix[i].i];
+            l2[i] = x->len[ix[i].i];
+        }
+        json_array_clear(arr);
+        json_array_extend(arr, order);
+        memcpy(x->t, t2, n * sizeof(*t2));
+        memcpy(x->len, l2, n * sizeof(*l2));
+    } else {
+        snprintf(warn, warnlen, "rerank skipped: %s", *err ? err : ck_strerror(rc));
+        CK_WARN("api", "%s", warn);
+    }
+    json_decref(order);
+    ck_free(sc);
+    ck_free(ix);
+    ck_free(t2);
+    ck_free(l2);
+    return !rc;
+}
+
+int ck__finish_results(ck_api_t *a, json_t *arr, size_t k, const char *query, bool rerank,
+                       int64_t deadline_ms, bool *reranked, char *warn, size_t warnlen)
+{
+    *reranked = false;
+    warn[0] = 0;
+    bool can = rerank && query && a->d.reranker.endpoint && *a->d.reranker.endpoint;
+    if (rerank && !can)
+        snprintf(warn, warnlen, "rerank skipped: %s",
+                 query ? "no reranker is configured (CHRONIK_RERANKER_ENDPOINT)"
+                       : "the query has no text to rerank by");
+    size_t n = json_array_size(arr);
+    if (!can && n > k)
+        n = k; /* only the kept ones are read */
+    ck__rec_ref_t *refs = ck_calloc(n + 1, sizeof(*refs));
+    texts_t x = {a, refs, ck_calloc(n + 1, sizeof(char *)), ck_calloc(n + 1, sizeof(size_t))};
+    int rc = refs && x.t && x.len ? 0 : CK_ENOMEM;
+    for (size_t i = 0; !rc && i < n; i++) {
+        json_t *o = json_array_get(arr, i);
+        refs[i] = (ck__rec_ref_t){json_string_value(json_object_get(o, "topic")),
+                                  (int32_t)json_integer_value(json_object_get(o, "partition")),
+                                  json_integer_value(json_object_get(o, "offset"))};
+        if (!refs[i].topic)
+            rc = CK_EINVAL;
+    }
+    if (!rc)
+        rc = ck__read_records(a, refs, n, take_text, &x);
+    if (!rc && can)
+        *reranked = rerank_results(a, arr, &x, n, query, deadline_ms, warn, warnlen);
+    while (!rc && json_array_size(arr) > k)
+        json_array_remove(arr, json_array_size(arr) - 1);
+    for (size_t i = 0; !rc && i < n && i < k; i++) {
+        json_t *pv = x.t[i] ? preview_json(x.t[i], x.len[i]) : NULL;
+        if (pv)
+            json_object_set_new(json_array_get(arr, i), "text_preview", pv);
+    }
+    for (size_t i = 0; x.t && i < n; i++)
+        ck_free(x.t[i]);
+    ck_free(x.t);
+    ck_free(x.len);
+    ck_free(refs);
+    return rc;
 }
 
 static void h_search(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
@@ -334,8 +514,9 @@ static void h_hybrid(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
         json_decref(r.body);
         return;
     }
-    /* each side: 3k, and at least the top 100 for the linear fusion's normalisation */
-    size_t side = 3 * r.k;
+    /* each side: 3k (5k fused ones for the reranker), and at least the top 100 for the
+     * linear fusion's normalisation */
+    size_t keep = r.rerank ? 5 * r.k : r.k, side = 3 * keep;
     if (linear && side < 100)
         side = 100;
     float *q = ck_malloc(sizeof(float) * CK_EMBED_MAX_DIMS);
@@ -407,8 +588,8 @@ static void h_hybrid(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
         e->score += linear ? (i < 100 ? (1 - alpha) * ts[i] : 0) : tw / (rrf_k + (double)(i + 1));
     }
     qsort(f, nf, sizeof(*f), fused_cmp);
-    if (nf > r.k)
-        nf = r.k;
+    if (nf > keep)
+        nf = keep;
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < nf; i++) {
         json_t *o = json_pack("{s:s,s:i,s:I,s:f}", "topic", topic, "partition", (int)f[i].partition,
@@ -426,12 +607,17 @@ static void h_hybrid(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     ck_vidx_stats_t st;
     ck_vidx_stats(a->d.vector, topic, &st);
     ck_free(st.per_part);
-    ck_http_resp_json(resp, 200,
-                      json_pack("{s:o,s:I,s:I,s:I,s:f,s:s,s:s}", "results", arr, "count",
-                                (json_int_t)nf, "vector_results_count", (json_int_t)nv,
-                                "text_results_count", (json_int_t)nt, "execution_time_ms",
-                                ms_since(t0), "fusion_method", linear ? "linear" : "rrf", "model",
-                                st.model));
+    json_t *o = json_pack("{s:O,s:I,s:I,s:I,s:f,s:s,s:s}", "results", arr, "count", (json_int_t)nf,
+                          "vector_results_count", (json_int_t)nv, "text_results_count",
+                          (json_int_t)nt, "execution_time_ms", 0.0, "fusion_method",
+                          linear ? "linear" : "rrf", "model", st.model);
+    if (finish(a, resp, arr, &r, o)) {
+        json_object_set_new(o, "execution_time_ms", json_real(ms_since(t0)));
+        ck_http_resp_json(resp, 200, o);
+    } else {
+        json_decref(o);
+    }
+    json_decref(arr);
     ck_free(f);
     ck_free(vs);
     ck_free(ts);

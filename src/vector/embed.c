@@ -94,6 +94,8 @@ static const ck_use_t *local_model(const char *dir, char err[CK_EMBED_ERR])
 
 /* ---- construction ---- */
 
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
 static void curl_init_once(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -112,7 +114,6 @@ int ck_embedder_new(const ck_embed_config_t *cfg, ck_embedder_t **out, char err[
         seterr(err, "dimensions %u is over %u", cfg->dims, CK_EMBED_MAX_DIMS);
         return CK_EINVAL;
     }
-    static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
     ck_embedder_t *e = ck_calloc(1, sizeof(*e));
     if (!e)
         return CK_ENOMEM;
@@ -255,18 +256,18 @@ static size_t on_body(char *data, size_t sz, size_t nm, void *arg)
 
 /* One POST. Returns 0 with *status set (any HTTP status), or CK_EIO (transport failure,
  * err set). */
-static int post(const ck_embedder_t *e, const char *body, int timeout_ms, answer_t *a, long *status,
-                char err[CK_EMBED_ERR])
+static int post(const char *url, const char *auth, const char *body, int timeout_ms, answer_t *a,
+                long *status, char err[CK_EMBED_ERR])
 {
     CURL *c = curl_easy_init();
     if (!c)
         return CK_ENOMEM;
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    if (h && e->auth)
-        h = curl_slist_append(h, e->auth);
+    if (h && auth)
+        h = curl_slist_append(h, auth);
     a->n = 0;
     a->over = false;
-    curl_easy_setopt(c, CURLOPT_URL, e->url);
+    curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -278,7 +279,7 @@ static int post(const ck_embedder_t *e, const char *body, int timeout_ms, answer
     CURLcode cc = curl_easy_perform(c);
     int rc = 0;
     if (cc != CURLE_OK) {
-        seterr(err, "%s: %s", e->url, a->over ? "answer too large" : curl_easy_strerror(cc));
+        seterr(err, "%s: %s", url, a->over ? "answer too large" : curl_easy_strerror(cc));
         rc = CK_EIO;
     } else {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
@@ -418,6 +419,41 @@ static void sleep_ms(int ms)
         ;
 }
 
+/* POSTs body with retries (transport failures, 429, 5xx: backoff from 100 ms doubling to
+ * 5 s, at most max_retries times, none past deadline_ms): 0 with a 2xx answer in *a, or
+ * CK_EIO with err set. */
+static int post_retrying(const char *url, const char *auth, const char *body, int timeout_ms,
+                         int max_retries, int64_t deadline_ms, answer_t *a, char err[CK_EMBED_ERR])
+{
+    int rc = CK_EIO, wait = 100;
+    for (int attempt = 0;; attempt++) {
+        int timeout = timeout_ms;
+        if (deadline_ms) {
+            int64_t left = deadline_ms - ck_mono_ms();
+            if (left <= 0) {
+                if (!attempt)
+                    seterr(err, "%s: no time left to ask", url);
+                return CK_EIO;
+            }
+            if (left < timeout)
+                timeout = (int)left;
+        }
+        long status = 0;
+        rc = post(url, auth, body, timeout, a, &status, err);
+        if (!rc && status >= 200 && status < 300)
+            return 0;
+        bool again = rc == CK_EIO || status == 429 || status >= 500;
+        if (!rc) {
+            answer_error(a, status, url, err);
+            rc = CK_EIO;
+        }
+        if (!again || attempt >= max_retries || (deadline_ms && ck_mono_ms() + wait >= deadline_ms))
+            return rc;
+        sleep_ms(wait);
+        wait = wait * 2 > 5000 ? 5000 : wait * 2;
+    }
+}
+
 static int embed_http(ck_embedder_t *e, const char *const *texts, const size_t *lens, size_t n,
                       float *out, int64_t deadline_ms, char err[CK_EMBED_ERR])
 {
@@ -425,39 +461,37 @@ static int embed_http(ck_embedder_t *e, const char *const *texts, const size_t *
     if (!body)
         return CK_ENOMEM;
     answer_t a = {0};
-    int rc = CK_EIO, wait = 100;
-    for (int attempt = 0;; attempt++) {
-        int timeout = e->timeout_ms;
-        if (deadline_ms) {
-            int64_t left = deadline_ms - ck_mono_ms();
-            if (left <= 0) {
-                if (!attempt)
-                    seterr(err, "%s: no time left to ask", e->url);
-                rc = CK_EIO;
-                break;
-            }
-            if (left < timeout)
-                timeout = (int)left;
-        }
-        long status = 0;
-        rc = post(e, body, timeout, &a, &status, err);
-        if (!rc && status >= 200 && status < 300) {
-            rc = parse_answer(e, &a, n, out, err);
-            break;
-        }
-        bool again = rc == CK_EIO || status == 429 || status >= 500;
-        if (!rc) {
-            answer_error(&a, status, e->url, err);
-            rc = CK_EIO;
-        }
-        if (!again || attempt >= e->max_retries ||
-            (deadline_ms && ck_mono_ms() + wait >= deadline_ms))
-            break;
-        sleep_ms(wait);
-        wait = wait * 2 > 5000 ? 5000 : wait * 2;
-    }
+    int rc =
+        post_retrying(e->url, e->auth, body, e->timeout_ms, e->max_retries, deadline_ms, &a, err);
+    if (!rc)
+        rc = parse_answer(e, &a, n, out, err);
     ck_free(a.p);
     free(body); /* jansson's allocator */
+    return rc;
+}
+
+int ck_embed_post_json(const char *url, const char *auth, const json_t *body, int timeout_ms,
+                       int max_retries, int64_t deadline_ms, json_t **answer,
+                       char err[CK_EMBED_ERR])
+{
+    pthread_once(&curl_once, curl_init_once);
+    *answer = NULL;
+    err[0] = 0;
+    char *b = json_dumps(body, JSON_COMPACT);
+    if (!b)
+        return CK_ENOMEM;
+    answer_t a = {0};
+    int rc = post_retrying(url, auth, b, timeout_ms, max_retries, deadline_ms, &a, err);
+    if (!rc) {
+        json_error_t je;
+        *answer = json_loadb(a.p ? a.p : "", a.n, 0, &je);
+        if (!*answer) {
+            seterr(err, "%s: the answer is not JSON (%s)", url, je.text);
+            rc = CK_EINVAL;
+        }
+    }
+    ck_free(a.p);
+    free(b);
     return rc;
 }
 

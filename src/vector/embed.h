@@ -12,6 +12,7 @@
 #ifndef CK_VECTOR_EMBED_H
 #define CK_VECTOR_EMBED_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,6 +56,14 @@ int ck_embedder_embed(ck_embedder_t *e, const char *const *texts, const size_t *
  * is cut short and not retried past it (CK_EIO). The local model is not interrupted. */
 int ck_embedder_embed_by(ck_embedder_t *e, const char *const *texts, const size_t *lens, size_t n,
                          float *out, int64_t deadline_ms, char err[CK_EMBED_ERR]);
+
+/* POSTs a JSON body to url (auth: a whole "Authorization: ..." header line, or NULL) with
+ * the rules of the HTTP providers above (timeout per request, retries with backoff, none
+ * past deadline_ms, 0: none); *answer gets the 2xx answer's JSON. Returns 0, CK_EIO (the
+ * request failed: err), CK_EINVAL (the answer is not JSON), CK_ENOMEM. Any thread. */
+int ck_embed_post_json(const char *url, const char *auth, const json_t *body, int timeout_ms,
+                       int max_retries, int64_t deadline_ms, json_t **answer,
+                       char err[CK_EMBED_ERR]);
 
 /* Parses "local" / "openai" / "external" (case-insensitive); 0 if unknown. */
 ck_embed_kind_t ck_embed_kind_parse(const char *s);

@@ -726,18 +726,18 @@ static void leaves(json_t *j, ck_wbuf_t *w)
     }
 }
 
-static char *record_text(const vtopic_t *t, const ck_record_t *r, size_t *len)
+static char *record_text(const char *field, const ck_record_t *r, size_t *len)
 {
-    const ck_slice_t *s = !strcmp(t->field, "key") ? &r->key : &r->value;
+    const ck_slice_t *s = !strcmp(field, "key") ? &r->key : &r->value;
     if (s->len <= 0)
         return NULL;
-    bool path = !strncmp(t->field, "$.", 2);
+    bool path = !strncmp(field, "$.", 2);
     json_t *j = NULL;
     if (s->ptr[0] == '{' || s->ptr[0] == '[' || s->ptr[0] == '"' || path)
         j = json_loadb((const char *)s->ptr, (size_t)s->len, JSON_DECODE_ANY, NULL);
     if (path) {
         json_t *x = j;
-        const char *p = t->field + 2;
+        const char *p = field + 2;
         while (x && *p) {
             size_t n = strcspn(p, ".");
             char key[256];
@@ -903,7 +903,7 @@ static int op_apply(void *cap, ck_idx_topic_t *it, const ck_idx_batch_t *b)
         e->offset = r->offset;
         e->ts = r->timestamp;
         e->len = 0;
-        e->text = record_text(t, r, &e->len);
+        e->text = record_text(t->field, r, &e->len);
         size_t ntext = 0;
         if (t->npend >= t->batch) {
             for (size_t k = 0; k < t->npend; k++)
@@ -1069,6 +1069,16 @@ const ck_capability_ops_t ck_vidx_ops = {
 };
 
 /* ---- readers ---- */
+
+char *ck_vidx_record_text(ck_vidx_t *v, const char *topic, const ck_record_t *r, size_t *len)
+{
+    *len = 0;
+    vtopic_t *t = registry_get(v, topic);
+    char *out = record_text(t ? t->field : "value", r, len);
+    if (t)
+        topic_unref(t);
+    return out;
+}
 
 int ck_vidx_embed_query(ck_vidx_t *v, const char *topic, const char *text, size_t len, float *out,
                         uint32_t *dims, int64_t deadline_ms, char err[CK_VIDX_ERR])

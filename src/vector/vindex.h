@@ -67,6 +67,11 @@ typedef struct ck_vidx_hit {
 int ck_vidx_embed_query(ck_vidx_t *v, const char *topic, const char *text, size_t len, float *out,
                         uint32_t *dims, int64_t deadline_ms, char err[CK_VIDX_ERR]);
 
+/* The text of record r that its topic embeds (vector.field; for a topic without vectors,
+ * the value's: a JSON value's strings joined by newlines), cut at 64 KiB; NULL when it has
+ * none (ck_free; *len bytes, NUL-terminated). */
+char *ck_vidx_record_text(ck_vidx_t *v, const char *topic, const ck_record_t *r, size_t *len);
+
 /* The k best hits for vector q (dims floats) over the filtered partitions, best first;
  * ef 0 = the topic's ef_search, CK_VIDX_EXACT = an exact scan instead of the graph. *n receives the count (<= k); hits holds k entries.
  * Returns 0, CK_ENOENT (no such vector topic), CK_ERANGE (dims differ from the index's:

@@ -1,10 +1,14 @@
 """A small HTTP embedding server for the tests: speaks the OpenAI contract (POST
 /v1/embeddings {"model","input":[...],"dimensions"?} -> {"data":[{"embedding","index"}]})
-and the external one (POST /embed {"texts":[...],"model"?} -> {"embeddings":[...]}).
+and the external one (POST /embed {"texts":[...],"model"?} -> {"embeddings":[...]}); and a
+reranker (POST /rerank {"query","documents","top_n","model"?} -> {"results":[{"index",
+"relevance_score"}]}, or a bare [{"index","score"}] list with rerank_bare) that scores a
+document by the number after "prio" in it (rerank_score).
 
 Vectors are deterministic bags of hashed words (dims floats, L2-normalised), so texts that
 share words are close. Knobs for failure tests: fail_next (answer that many requests with
-500), delay_s (sleep before answering), bad_dims (answer vectors of another size). Every
+500), delay_s (sleep before answering), bad_dims (answer vectors of another size),
+rerank_fail (answer that many /rerank requests with 503). Every
 request is recorded (path, headers, body)."""
 import hashlib
 import json
@@ -24,12 +28,19 @@ def bag_vector(text, dims):
     return [x / n for x in v] if n else v
 
 
+def rerank_score(doc):
+    m = re.search(r"prio (\d+)", doc)
+    return float(m.group(1)) if m else -1.0
+
+
 class EmbedServer:
     def __init__(self, dims=16):
         self.dims = dims
         self.fail_next = 0
         self.delay_s = 0.0
         self.bad_dims = False
+        self.rerank_fail = 0
+        self.rerank_bare = False
         self.requests = []
         self.lock = threading.Lock()
         outer = self
@@ -47,6 +58,8 @@ class EmbedServer:
                     if fail:
                         outer.fail_next -= 1
                     delay, bad = outer.delay_s, outer.bad_dims
+                if self.path == "/rerank":
+                    return self.rerank(raw)
                 if delay:
                     time.sleep(delay)
                 if fail:
@@ -68,6 +81,22 @@ class EmbedServer:
                 if self.path == "/embed":
                     return self.answer(200, {"embeddings": [bag_vector(t, dims) for t in body["texts"]]})
                 return self.answer(404, {"error": "no such path"})
+
+            def rerank(self, raw):
+                with outer.lock:
+                    fail = outer.rerank_fail > 0
+                    if fail:
+                        outer.rerank_fail -= 1
+                    bare = outer.rerank_bare
+                if fail:
+                    return self.answer(503, {"error": {"message": "reranker overloaded"}})
+                body = json.loads(raw)
+                docs = body["documents"]
+                scored = sorted(((rerank_score(d), i) for i, d in enumerate(docs)), reverse=True)
+                scored = scored[:body.get("top_n") or len(docs)]
+                if bare:
+                    return self.answer(200, [{"index": i, "score": s} for s, i in scored])
+                return self.answer(200, {"results": [{"index": i, "relevance_score": s} for s, i in scored]})
 
             def answer(self, status, obj):
                 data = json.dumps(obj).encode()

@@ -21,8 +21,9 @@ def emb():
 
 
 @pytest.fixture(scope="module")
-def srv(request, tmp_path_factory):
-    yield from module_api_server(request, tmp_path_factory, "query", None)
+def srv(request, tmp_path_factory, emb):
+    yield from module_api_server(request, tmp_path_factory, "query",
+                                 {"CHRONIK_RERANKER_ENDPOINT": emb.url + "/rerank", "CHRONIK_RERANKER_MODEL": "rr-test"})
 
 
 def wait_indexed(srv, topic, n, vector=True, text=True):
@@ -214,3 +215,69 @@ def test_slow_backend_times_out_alone(srv):
         assert backs["vector"]["candidates"] == 6 and not backs["vector"]["timed_out"], backs
     finally:
         slow.close()
+
+
+def test_text_preview_and_rerank(srv, emb):
+    """Results carry text_preview (the first 100 characters of the embedded text); with
+    "rerank": true the 5k best go to the reranker (the test server scores "prio N" as N) and
+    the answer follows its order, on /_vector search and hybrid and on /_query. A failing
+    reranker leaves the order as it was."""
+    t = unique_topic("qrr")
+    create_topic(srv, t, 1, {"searchable": "true", "vector.enabled": "true", "vector.provider": "external",
+                             "vector.endpoint": emb.url + "/embed"})
+    prios = [(i * 5) % 12 for i in range(12)]  # a permutation of 0..11
+    texts = ["lychee prio %d" % p for p in prios]
+    texts[prios.index(0)] += " " + "\u00fc" * 150  # a long, non-ASCII text: cut at 100 characters
+    produce_json(srv, t, texts)
+    wait_indexed(srv, t, 12)
+    by_off = dict(enumerate(texts))
+    best = sorted(range(12), key=lambda o: -prios[o])[:3]
+
+    def check_previews(results):
+        for h in results:
+            assert h["text_preview"] == by_off[h["offset"]][:100], h
+
+    emb.requests.clear()
+    for route in ("search", "hybrid"):
+        plain = http(srv, "POST", "/_vector/%s/%s" % (t, route), {"query": "lychee", "k": 3}).body
+        assert "reranked" not in plain and len(plain["results"]) == 3, plain
+        assert all("rerank_score" not in h for h in plain["results"])
+        check_previews(plain["results"])
+        r = http(srv, "POST", "/_vector/%s/%s" % (t, route), {"query": "lychee", "k": 3, "rerank": True}).body
+        assert r["reranked"] is True and r["count"] == 3, r
+        assert [h["offset"] for h in r["results"]] == best, (route, r)
+        assert [h["rerank_score"] for h in r["results"]] == [11, 10, 9], r
+        check_previews(r["results"])
+    ask = [json.loads(raw) for path, _h, raw in emb.requests if path == "/rerank"]
+    assert len(ask) == 2 and ask[0]["query"] == "lychee" and ask[0]["model"] == "rr-test", ask
+    # all 12 records went to the reranker (5k = 15 asked), with their full texts
+    assert sorted(ask[0]["documents"]) == sorted(texts) and ask[0]["top_n"] == 12, ask[0]
+    body = {"sources": [{"topic": t, "modes": ["text", "vector"]}], "q": {"text": "lychee"}, "k": 3, "rerank": True}
+    res = query(srv, body)
+    assert res["stats"].get("reranked") is True and "warnings" not in res, res
+    assert [h["offset"] for h in res["results"]] == best and res["stats"]["ranked"] == 3, res
+    check_previews(res["results"])
+    g = query(srv, dict(body, result_format="grouped"))
+    assert [h["offset"] for h in g["grouped_results"][t]] == best, g
+    # TEI's answer shape
+    emb.rerank_bare = True
+    try:
+        res = query(srv, body)
+        assert [h["offset"] for h in res["results"]] == best, res
+    finally:
+        emb.rerank_bare = False
+    # the reranker fails (past its retries): the fused order stays, and /_query says why
+    plain = query(srv, dict(body, rerank=False))
+    emb.rerank_fail = 100
+    try:
+        res = query(srv, body)
+        assert "reranked" not in res["stats"], res
+        assert any("rerank skipped" in w and "503" in w for w in res["warnings"]), res
+        assert [h["offset"] for h in res["results"]] == [h["offset"] for h in plain["results"]]
+        check_arithmetic(res)
+        r = http(srv, "POST", "/_vector/%s/search" % t, {"query": "lychee", "k": 3, "rerank": True})
+        assert r.status == 200 and "reranked" not in r.body and len(r.body["results"]) == 3, r
+    finally:
+        emb.rerank_fail = 0
+    r = http(srv, "POST", "/_vector/%s/search" % t, {"query": "lychee", "rerank": "yes"})
+    assert r.status == 400 and r.body["error_type"] == "InvalidRequest", r

@@ -176,6 +176,10 @@ def test_external_provider_search_filters_and_shapes(srv, emb):
     assert set(res) >= {"results", "count", "total_vectors", "execution_time_ms"}, res
     h = res["results"][0]
     assert h["topic"] == t and h["timestamp"] == ts0 + 10 * 1000, h
+    assert [h["text_preview"] for h in res["results"]][0] == "charlie delta 10", res
+    # no reranker is configured here: "rerank" changes nothing
+    rr = vsearch(srv, t, {"query": "charlie delta 10", "k": 5, "rerank": True})
+    assert "reranked" not in rr and keyed(rr) == keyed(res), rr
     # the same by vector
     res2 = vsearch(srv, t, {"vector": bag_vector("charlie delta 10", 16), "k": 5}, route="search_by_vector")
     assert keyed(res2)[0] == where[10] and res2["results"][0]["score"] > 0.999, res2
