@@ -92,6 +92,7 @@ const ck_cfg_def_t ck_topic_cfg_defs[] = {
     {"vector.active_model", CK_CFG_STRING, NULL, 0, 0, NULL, NULL, "Advanced"},
     {"vector.embedding_concurrency", CK_CFG_INT, NULL, 1, 1024, NULL, NULL, "Advanced"},
     {"vector.max_retries", CK_CFG_INT, NULL, 0, 100, NULL, NULL, "Advanced"},
+    {"vector.timeout_ms", CK_CFG_INT, NULL, 100, 600000, NULL, NULL, "HTTP provider request timeout"},
     {"vector.search_dimensions", CK_CFG_INT, NULL, 1, 4096, NULL, NULL, "Advanced"},
     {"vector.adaptive_retrieval", CK_CFG_BOOL, NULL, 0, 0, NULL, NULL, "Advanced"},
     {NULL},

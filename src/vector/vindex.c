@@ -296,13 +296,14 @@ static int read_options(ck_vidx_t *v, vtopic_t *t, const ck_kvs_t *cfg, char err
     if (!t->batch || t->batch > 2048)
         t->batch = DEFAULT_BATCH_LOCAL;
     x = ck_kvs_get(cfg, "vector.max_retries");
+    const char *to = ck_kvs_get(cfg, "vector.timeout_ms");
     ck_embed_config_t ec = {
         .kind = t->kind,
         .model = model,
         .dims = dims,
         .endpoint = ep,
         .api_key = v->api_key,
-        .timeout_ms = 30000,
+        .timeout_ms = to ? atoi(to) : 30000,
         .max_retries = x ? atoi(x) : 3,
         .model_dir = v->model_dir,
     };

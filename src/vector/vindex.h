@@ -6,7 +6,7 @@
  * Topic configs: vector.enabled, vector.provider (local, openai, external; default: the
  * server's, see ck_vidx_config_t), vector.model, vector.dimensions, vector.endpoint,
  * vector.field (value, key, $.json.path), vector.index.m / ef_construction / ef_search /
- * metric, vector.batch_size, vector.max_retries.
+ * metric, vector.batch_size, vector.max_retries, vector.timeout_ms.
  *
  * Threads: the capability ops run on the indexer's vector worker; ck_vidx_search,
  * ck_vidx_embed_query, ck_vidx_stats and ck_vidx_list on any thread. */

@@ -281,6 +281,36 @@ def test_provider_failures_are_retried_and_lose_nothing(own, emb):
         assert res["results"][0]["score"] > 0.999, res
 
 
+def test_provider_timeouts_are_retried_and_lose_nothing(own):
+    """A provider slower than vector.timeout_ms: each request is cut at the timeout and
+    retried; the lag and the error show; once it answers in time every record is there."""
+    slow = EmbedServer(dims=256)
+    try:
+        s = own("vslow")
+        t = unique_topic("vslow")
+        vtopic(s, t, 1, ext_config(slow, **{"vector.timeout_ms": "300", "vector.max_retries": "1"}))
+        slow.delay_s = 1.5
+        produce_json(s, t, [{"text": "oscar papa %d" % i} for i in range(20)])
+
+        def timed_out():
+            st = stats(s, t)
+            return st["errors"] >= 1 and st["last_error"] and "Timeout" in st["last_error"] and st["lag"] > 0
+
+        wait_for(timed_out, 20, 0.05, "the provider timeout in the stats")
+        assert stats(s, t)["total_vectors"] == 0
+        slow.delay_s = 0
+        wait_vectors(s, t, 20, timeout=60)
+        for i in (0, 13, 19):
+            res = vsearch(s, t, {"query": "oscar papa %d" % i, "k": 1})
+            h = res["results"][0]
+            assert h["offset"] == i and h["text_preview"] == "oscar papa %d" % i and h["score"] > 0.999, res
+        r = http(s, "POST", "/topics", {"name": unique_topic("vbadto"), "partitions": 1,
+                                        "config": {"vector.enabled": "true", "vector.timeout_ms": "5"}})
+        assert r.status == 400, r
+    finally:
+        slow.close()
+
+
 # ---------------------------------------------------------------- crash safety, retention
 
 def own_hits(srv, topic, acked):
