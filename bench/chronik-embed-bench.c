@@ -6,8 +6,8 @@
  * Texts: FILE with one text per line, or by default the Vaswani abstracts
  * (shared/datasets/vaswani/doc-text.trec beside the source tree), run together and cut at
  * word boundaries into texts of about 64 tokens. N texts (1024) are embedded over and over
- * for S seconds (3) per batch size, after one warm-up batch. OpenBLAS is held to one thread
- * (the AMX path uses only the calling thread anyway).
+ * for S seconds (3) per batch size, after one warm-up batch. Everything runs in the calling
+ * thread (the model's OpenBLAS is its single-threaded build).
  *
  * Output (bench/vector.sh keeps stdout as a report section, stderr as the log): on stdout a
  * short Markdown section with the mean tokens per text, the compute path, texts/s and texts
@@ -21,9 +21,6 @@
 
 #include "core/err.h"
 #include "vector/model.h"
-
-/* OpenBLAS's own; not every cblas.h declares it. */
-void openblas_set_num_threads(int num_threads);
 
 #define TARGET_TOKENS 64
 
@@ -163,8 +160,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "--n and --seconds must be positive\n");
         return 2;
     }
-    openblas_set_num_threads(1);
-
     char err[512];
     ck_use_t *m = NULL;
     double l0 = now_s(CLOCK_MONOTONIC);

@@ -21,25 +21,24 @@
  * [W_o ; W_d] (K = 256 + 256), with the two biases summed. */
 #include "vector/model.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cblas.h>
+#include <cblas.h> /* the prototypes and enums only: OpenBLAS is opened at run time */
 #include <jansson.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/logging.h"
-
-char *openblas_get_corename(void); /* OpenBLAS's own; not in every cblas.h */
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the model's weights are little-endian and read as they are"
@@ -226,7 +225,6 @@ struct ck_use {
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <immintrin.h>
-#include <pthread.h>
 #include <sys/syscall.h>
 
 #define AMX_ARCH_REQ_XCOMP_PERM 0x1023
@@ -241,18 +239,27 @@ typedef struct {
     uint8_t rows[16];
 } amx_cfg_t;
 
+/* XCR0 bits: the register state the OS saves, so that a thread may use it. */
+#define XCR0_YMM 0x06u /* SSE and AVX */
+#define XCR0_ZMM 0xE6u /* and AVX-512's opmask and upper ZMM halves */
+
+/* XCR0's low half, 0 when the OS does not enable XSAVE (then no AVX of any kind). */
+static unsigned xcr0(void)
+{
+    unsigned a, b, c, d, xlo, xhi;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)))
+        return 0;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    return xlo;
+}
+
 static int amx_state;
 static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
 
 static void amx_probe(void)
 {
     unsigned a, b, c, d;
-    /* the OS saves AVX-512 state (XCR0 bits 1, 2, 5-7) */
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)))
-        return;
-    unsigned xlo, xhi;
-    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
-    if ((xlo & 0xE6) != 0xE6)
+    if ((xcr0() & XCR0_ZMM) != XCR0_ZMM)
         return;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
         return;
@@ -463,6 +470,124 @@ static void amx_gemm(const mat_t *w, int rows, const float *A, int lda, const fl
 
 #endif
 
+/* ---- OpenBLAS, opened at run time ----
+ *
+ * Off the AMX path the matrix products run on OpenBLAS's sgemm. OpenBLAS is opened here with
+ * dlopen rather than linked because it picks its kernels in a library constructor, from
+ * OPENBLAS_CORETYPE in the environment or else from its own table of CPUs, and Debian's
+ * 0.3.21 (built with every x86 kernel set, DYNAMIC_ARCH) does not know CPUs newer than
+ * Cooper Lake: it takes them for a Pentium 4 and runs its "Prescott" kernels, ~4x slower.
+ * Linked, the constructor would run before main(). Opened by the first ck_use_load that
+ * needs it, it reads an environment set here first: unless the user has set
+ * OPENBLAS_CORETYPE (which then stands), blas_coretype() names the best kernel set that both
+ * 0.3.21 and this CPU have, with the OS saving the registers it needs.
+ *
+ * The file is the single-threaded build's (CK_OPENBLAS_PATH, found by CMake): the threaded
+ * one starts a pool of threads when loaded, and the server runs products on its own threads.
+ * If that file is missing, the soname is tried, which is whichever build the system's
+ * default is (with a warning). OpenBLAS is opened once per process, also when that failed,
+ * and never closed; only the two functions used here are looked up.
+ *
+ * setenv runs in whichever thread loads that first model, while others may read the
+ * environment: the server changes its environment nowhere else, and glibc's first setenv
+ * copies the array into a new one and leaves the old in place, so a concurrent getenv reads
+ * one or the other. */
+
+#ifndef CK_OPENBLAS_PATH
+#define CK_OPENBLAS_PATH BLAS_SONAME
+#endif
+#define BLAS_SONAME "libopenblas.so.0"
+
+typedef __typeof__(cblas_sgemm) blas_sgemm_fn;
+typedef char *blas_corename_fn(void);
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static blas_sgemm_fn *blas_sgemm;       /* NULL until OpenBLAS is open */
+static blas_corename_fn *blas_corename; /* its kernel set's name */
+static char blas_err[512];              /* why it could not be opened */
+
+#if defined(__x86_64__)
+/* The kernel set of OpenBLAS 0.3.21 for this CPU: "SkylakeX" with AVX-512 F, CD, BW, DQ and
+ * VL, "Haswell" with AVX2 and FMA, each only when the OS saves the registers; else NULL
+ * (OpenBLAS's own choice stands). */
+static const char *blas_coretype(void)
+{
+    unsigned a, b, c, d, x = xcr0();
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return NULL;
+    int fma = (c >> 12) & 1;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return NULL;
+    const unsigned avx512 = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);
+    if ((b & avx512) == avx512 && (x & XCR0_ZMM) == XCR0_ZMM)
+        return "SkylakeX";
+    if ((b & (1u << 5)) && fma && (x & XCR0_YMM) == XCR0_YMM)
+        return "Haswell";
+    return NULL;
+}
+#else
+static const char *blas_coretype(void)
+{
+    return NULL;
+}
+#endif
+
+static void blas_open_once(void)
+{
+    const char *type = blas_coretype();
+    if (type)
+        setenv("OPENBLAS_CORETYPE", type, 0); /* 0: a value already there stays */
+    const char *path = CK_OPENBLAS_PATH;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(blas_err, sizeof(blas_err), "%s", dlerror());
+        if (!strcmp(path, BLAS_SONAME))
+            return;
+        path = BLAS_SONAME;
+        if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
+            size_t n = strlen(blas_err);
+            snprintf(blas_err + n, sizeof(blas_err) - n, "; %s", dlerror());
+            return;
+        }
+        CK_WARN("embed", "%s; using the system's %s, which may be OpenBLAS's threaded build",
+                blas_err, path);
+    }
+    blas_sgemm_fn *sgemm = (blas_sgemm_fn *)dlsym(h, "cblas_sgemm");
+    blas_corename_fn *corename = (blas_corename_fn *)dlsym(h, "openblas_get_corename");
+    if (!sgemm || !corename) {
+        snprintf(blas_err, sizeof(blas_err), "%s has no cblas_sgemm or openblas_get_corename",
+                 path);
+        dlclose(h);
+        return;
+    }
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    if (type && !strcmp(corename(), "Prescott"))
+        CK_WARN("embed",
+                "OpenBLAS runs its generic Prescott kernels (OPENBLAS_CORETYPE=%s), ~4x slower "
+                "than its %s kernels on this CPU",
+                env ? env : "", type);
+    blas_corename = corename;
+    blas_sgemm = sgemm;
+}
+
+/* Opens OpenBLAS (above), once per process; any thread. 0, or CK_ENOENT with err[0..errlen)
+ * saying why it could not be opened. */
+static int blas_open(char *err, size_t errlen)
+{
+    pthread_once(&blas_once, blas_open_once);
+    if (blas_sgemm)
+        return 0;
+    if (err && errlen)
+        snprintf(err, errlen, "cannot open OpenBLAS (%s)", blas_err);
+    return CK_ENOENT;
+}
+
+/* The AVX-512 attention (AMX path) takes heads of these widths; others run on OpenBLAS. */
+static int attention_avx512_fits(const use_layer_t *L)
+{
+    return L->l_dh == 64 || L->l_dh == 128;
+}
+
 /* ---- loading ---- */
 
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
@@ -664,7 +789,7 @@ const char *ck_use_backend(const ck_use_t *m, char *buf, size_t len)
     if (m->um_amx)
         snprintf(buf, len, "amx-bf16 (3 products for the feed-forward, 6 for the projections)");
     else
-        snprintf(buf, len, "openblas %s", openblas_get_corename());
+        snprintf(buf, len, "openblas %s", blas_corename ? blas_corename() : "(not open)");
     return buf;
 }
 
@@ -803,16 +928,14 @@ static int load(const char *dir, ck_use_t *m, char *err, size_t errlen)
             goto out;
         }
 
-#if defined(__x86_64__)
-    /* OpenBLAS 0.3.21 takes CPUs it does not know (Sapphire Rapids and later) for a Pentium 4
-     * and runs its slowest kernels: say so, once, where that path is taken. */
-    static atomic_int warned;
-    if (!m->um_amx && __builtin_cpu_supports("avx2") &&
-        !strcmp(openblas_get_corename(), "Prescott") && !atomic_exchange(&warned, 1))
-        CK_WARN("embed",
-                "OpenBLAS runs its generic Prescott kernels on this CPU (5x slower); set "
-                "OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell in the environment at start");
-#endif
+    /* OpenBLAS: every product off the AMX path; on it, only attention with heads of a width
+     * its AVX-512 code does not take (none in this model, but the widths come from the file). */
+    if (!m->um_amx || !attention_avx512_fits(&m->um_layer[0]) ||
+        !attention_avx512_fits(&m->um_layer[1])) {
+        rc = blas_open(err, errlen);
+        if (rc)
+            goto out;
+    }
 
     /* The vocabulary. */
     snprintf(path, sizeof(path), "%s/vocab.json", dir);
@@ -864,8 +987,8 @@ int ck_use_load(const char *dir, ck_use_t **out, char *err, size_t errlen)
 static inline void gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                         float beta, float *C, int ldc)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C,
-                ldc);
+    blas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C,
+               ldc);
 }
 
 /* y[r] = LN(x[r]) for rows of width c: (x - mean) / sqrt(var + eps) * g + b, in the graph's
@@ -1029,8 +1152,8 @@ static void attention_blas(const use_layer_t *L, const float *qkv, const int *of
         float *c = ctx + (size_t)off[i] * ldc;
         for (int h = 0; h < L->l_heads; h++) {
             const float *qh = q + h * dh, *kh = q + cin + h * dh, *vh = q + 2 * cin + h * dh;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, L->l_scale, qh, ld, kh,
-                        ld, 0.0f, scores, T);
+            blas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, L->l_scale, qh, ld, kh,
+                       ld, 0.0f, scores, T);
             softmax_rows(scores, T, T);
             gemm(T, dh, T, scores, T, vh, ld, 0.0f, c + h * dh, ldc);
         }
@@ -1166,7 +1289,7 @@ static void attention(const ck_use_t *m, const use_layer_t *L, const float *qkv,
                       const int *len, int ntexts, float *ctx, int ldc, float *scores)
 {
 #if defined(__x86_64__)
-    if (m->um_amx && (L->l_dh == 64 || L->l_dh == 128)) {
+    if (m->um_amx && attention_avx512_fits(L)) {
         attention_avx512(L, qkv, off, len, ntexts, ctx, ldc, scores);
         return;
     }

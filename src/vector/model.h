@@ -30,10 +30,10 @@
  * the position-wise matrix products run on the tile unit, each float split into bf16 parts
  * (model.c, "AMX"): 1.5-2x OpenBLAS's best float kernels, and within ~3e-6 of the reference.
  * Elsewhere, or with CHRONIK_EMBED_AMX=0 in the environment when the model is loaded,
- * OpenBLAS sgemm runs them (within ~7e-7). OpenBLAS 0.3.21 does not know CPUs newer than
- * Cooper Lake and falls back to its slowest x86-64 kernels (ck_use_backend says "openblas
- * Prescott"); OPENBLAS_CORETYPE=SkylakeX (or Haswell) in the process's environment at start
- * fixes that. */
+ * OpenBLAS sgemm runs them (within ~7e-7). OpenBLAS is not linked but opened when a model
+ * that needs it is first loaded, after OPENBLAS_CORETYPE is set for this CPU unless the
+ * environment has it already: OpenBLAS 0.3.21 does not know CPUs newer than Cooper Lake and
+ * would fall back to its slowest x86-64 kernels ("Prescott", ~4x slower). */
 #ifndef CK_VECTOR_MODEL_H
 #define CK_VECTOR_MODEL_H
 
@@ -55,10 +55,12 @@ typedef struct ck_use ck_use_t;
  * ck_use_free); about 28 MB of weights plus a few MB of tables (and ~30 MB of packed bf16
  * weights on the AMX path; loading takes ~0.1 s). On failure *out is NULL and,
  * when err is not NULL, err[0..errlen) holds a one-line message naming the file and the
- * problem. Errors: CK_ENOENT (a file is missing), CK_ETRUNC (the shards hold fewer bytes
- * than the manifest needs), CK_ECORRUPT (bad JSON, more bytes than needed, a weight missing
- * or of another shape or dtype than this code was written for, a bad vocabulary), CK_EIO,
- * CK_ENOMEM. After loading, the model is read-only. */
+ * problem. Errors: CK_ENOENT (a file is missing, or OpenBLAS, needed off the AMX path,
+ * cannot be opened), CK_ETRUNC (the shards hold fewer bytes than the manifest needs),
+ * CK_ECORRUPT (bad JSON, more bytes than needed, a weight missing or of another shape or
+ * dtype than this code was written for, a bad vocabulary), CK_EIO, CK_ENOMEM. The first
+ * load that needs OpenBLAS may set OPENBLAS_CORETYPE in the process's environment. After
+ * loading, the model is read-only. */
 int ck_use_load(const char *dir, ck_use_t **out, char *err, size_t errlen);
 
 /* Frees a model; NULL is a no-op. No ck_use_embed may be running on it. */
@@ -79,9 +81,8 @@ const char *ck_use_backend(const ck_use_t *m, char *buf, size_t len);
  * at a time.
  *
  * Thread-safe: any number of threads may call it at once on one model; the scratch memory
- * (about 18 KB per token of the group being run, up to ~12 MB) is allocated per call. On
- * the OpenBLAS path, OpenBLAS may use its own threads unless told otherwise
- * (openblas_set_num_threads); the AMX path runs in the calling thread. Returns 0, CK_EINVAL
+ * (about 18 KB per token of the group being run, up to ~12 MB) is allocated per call. Both
+ * paths run in the calling thread (OpenBLAS is its single-threaded build). Returns 0, CK_EINVAL
  * (m, texts or out NULL with n > 0) or CK_ENOMEM (out is then undefined). */
 int ck_use_embed(const ck_use_t *m, const char *const *texts, const size_t *lens, size_t n,
                  float *out);
