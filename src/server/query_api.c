@@ -960,7 +960,11 @@ static void h_query(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
         return;
     }
     pthread_mutex_init(&x->mu, NULL);
-    pthread_cond_init(&x->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the deadline is ck_mono_ms time */
+    pthread_cond_init(&x->cv, &ca);
+    pthread_condattr_destroy(&ca);
     x->refs = 1;
     x->a = a;
     x->body = body;
