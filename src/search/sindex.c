@@ -33,6 +33,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@
 #include "core/err.h"
 #include "core/fs.h"
 #include "core/logging.h"
+#include "index/capreg.h"
 #include "search/docfields.h"
 
 #define MEM_MERGE 4               /* in-memory segments of one level merged together ... */
@@ -83,16 +85,16 @@ typedef struct lane {
 } lane_t;
 
 typedef struct stopic {
-    _Atomic int refs;
+    ck_capreg_node_t node; /* in ck_sidx.reg; its references count this object's */
     char *name;
     uint8_t id[16];
     char dir[1200];
     ck_idx_topic_t *it; /* worker only */
     int32_t npart;
-    int64_t *next;      /* worker: next offset applied, per partition */
-    int64_t *refreshed; /* worker: next offset at the last refresh */
-    int64_t *ckpt;      /* mu: checkpoint of the committed segments */
-    int64_t *log_start; /* mu */
+    int64_t *next;           /* worker: next offset applied, per partition */
+    int64_t *refreshed;      /* worker: next offset at the last refresh */
+    int64_t *ckpt;           /* mu: checkpoint of the committed segments */
+    int64_t *log_start;      /* mu */
     lane_t lanes[MAX_LANES]; /* s->nlanes of them */
     int nlanes;
     char lang[32];
@@ -111,7 +113,6 @@ typedef struct stopic {
     int flush_err;       /* the last flush's error, for the status (mu) */
     bool gone;           /* dropped or closed (mu) */
     uint64_t merges, flushes, refreshes;
-    struct stopic *lnext; /* ck_sidx.open */
 } stopic_t;
 
 typedef struct mjob {
@@ -158,8 +159,7 @@ struct ck_sidx {
     int nlanes;
     lpool_t pool;
     char *dir;
-    pthread_mutex_t mu; /* registry */
-    stopic_t *open;
+    ck_capreg_t reg; /* the open topics */
     pthread_t merger;
     pthread_mutex_t qmu;
     pthread_cond_t qcv;
@@ -469,8 +469,10 @@ static int load_commit(stopic_t *t)
         if (!rc && (rc = list_push(&t->disk, &t->ndisk, g)))
             sseg_unref(g);
         if (rc && version >= 0 && version != CK_SEG_VERSION)
-            CK_INFO("search", "%s: segment %s has format version %d, this server writes %d: "
-                    "rebuilding the index from the log", t->name, fin, version, CK_SEG_VERSION);
+            CK_INFO("search",
+                    "%s: segment %s has format version %d, this server writes %d: "
+                    "rebuilding the index from the log",
+                    t->name, fin, version, CK_SEG_VERSION);
         else if (rc)
             CK_WARN("search", "%s: segment %s unusable (%s): rebuilding the index", t->name, fin,
                     ck_strerror(rc));
@@ -493,7 +495,7 @@ out:
 
 static void topic_unref(stopic_t *t)
 {
-    if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
+    if (!t || !ck_capreg_unref(&t->node))
         return;
     for (size_t i = 0; i < t->ndisk; i++)
         sseg_unref(t->disk[i]);
@@ -542,29 +544,9 @@ static int grow_parts(stopic_t *t, int32_t npart)
     return 0;
 }
 
-static void registry_add(ck_sidx_t *s, stopic_t *t)
+static stopic_t *topic_of(ck_capreg_node_t *n)
 {
-    atomic_fetch_add(&t->refs, 1);
-    pthread_mutex_lock(&s->mu);
-    t->lnext = s->open;
-    s->open = t;
-    pthread_mutex_unlock(&s->mu);
-}
-
-static void registry_remove(ck_sidx_t *s, stopic_t *t)
-{
-    bool found = false;
-    pthread_mutex_lock(&s->mu);
-    for (stopic_t **pp = &s->open; *pp; pp = &(*pp)->lnext) {
-        if (*pp == t) {
-            *pp = t->lnext;
-            found = true;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (found)
-        topic_unref(t);
+    return (stopic_t *)((char *)n - offsetof(stopic_t, node));
 }
 
 static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
@@ -588,9 +570,9 @@ static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
     t = ck_calloc(1, sizeof(*t));
     if (!t)
         return CK_ENOMEM;
-    atomic_init(&t->refs, 1);
     pthread_mutex_init(&t->mu, NULL);
     t->name = ck_strdup(it->name);
+    ck_capreg_node_init(&t->node, t->name);
     memcpy(t->id, it->id, 16);
     snprintf(t->dir, sizeof(t->dir), "%s/%s", s->dir, it->name);
     read_options(t, &it->configs);
@@ -629,7 +611,7 @@ static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
     t->last_refresh = t->last_flush = ck_mono_ms();
     publish(t);
     it->priv = t;
-    registry_add(s, t);
+    ck_capreg_add(&s->reg, &t->node);
     uint64_t docs = 0;
     for (size_t i = 0; i < t->ndisk; i++)
         docs += t->disk[i]->ndocs;
@@ -968,7 +950,7 @@ static void flush(ck_sidx_t *s, stopic_t *t, int64_t now)
     for (size_t i = 0; i < t->nmem; i++)
         j->in[j->n++] = sseg_ref(t->mem[i]);
     t->mem_inflight = t->nmem ? t->nmem : 1; /* 1 also blocks a second checkpoint-only job */
-    atomic_fetch_add(&t->refs, 1);
+    ck_capreg_ref(&t->node);
     j->t = t;
     pthread_mutex_unlock(&t->mu);
     mq_push(s, j);
@@ -1140,7 +1122,9 @@ static size_t mem_bytes(stopic_t *t)
 static void op_idle(void *cap, int64_t now)
 {
     ck_sidx_t *s = cap;
-    for (stopic_t *t = s->open; t; t = t->lnext) {
+    /* the worker changes the list: it may walk it without the lock */
+    for (ck_capreg_node_t *n = s->reg.head; n; n = n->next) {
+        stopic_t *t = topic_of(n);
         if (!t->it)
             continue;
         uint32_t ndocs = pending_docs(t);
@@ -1206,7 +1190,7 @@ static void queue_merge(ck_sidx_t *s, stopic_t *t)
             j->in[j->n++] = sseg_ref(t->disk[i]);
     j->level = best;
     j->t = t;
-    atomic_fetch_add(&t->refs, 1);
+    ck_capreg_ref(&t->node);
     t->merging = true;
     pthread_mutex_unlock(&t->mu);
     mq_push(s, j);
@@ -1362,7 +1346,8 @@ static void unlink_open(ck_sidx_t *s, stopic_t *t)
     pthread_mutex_lock(&t->mu);
     t->gone = true;
     pthread_mutex_unlock(&t->mu);
-    registry_remove(s, t);
+    if (ck_capreg_remove(&s->reg, &t->node))
+        topic_unref(t);
 }
 
 static void op_drop(void *cap, ck_idx_topic_t *it)
@@ -1415,18 +1400,16 @@ const ck_capability_ops_t ck_sidx_ops = {
 ck_sidx_snap_t *ck_sidx_acquire(ck_sidx_t *s, const char *index)
 {
     snap_t *sn = NULL;
-    pthread_mutex_lock(&s->mu);
-    for (stopic_t *t = s->open; t; t = t->lnext) {
-        if (!strcmp(t->name, index)) {
-            pthread_mutex_lock(&t->mu);
-            sn = t->snap;
-            if (sn)
-                atomic_fetch_add(&sn->refs, 1);
-            pthread_mutex_unlock(&t->mu);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
+    ck_capreg_node_t *n = ck_capreg_get(&s->reg, index);
+    if (!n)
+        return NULL;
+    stopic_t *t = topic_of(n);
+    pthread_mutex_lock(&t->mu);
+    sn = t->snap;
+    if (sn)
+        atomic_fetch_add(&sn->refs, 1);
+    pthread_mutex_unlock(&t->mu);
+    topic_unref(t);
     return sn ? &sn->pub : NULL;
 }
 
@@ -1447,58 +1430,34 @@ bool ck_sidx_live(void *ctx, size_t seg, uint32_t doc)
 
 int ck_sidx_list(ck_sidx_t *s, char ***names)
 {
-    pthread_mutex_lock(&s->mu);
-    size_t n = 0;
-    for (stopic_t *t = s->open; t; t = t->lnext)
-        n++;
-    char **out = ck_calloc(n ? n : 1, sizeof(*out));
-    size_t i = 0;
-    for (stopic_t *t = s->open; t && out; t = t->lnext) {
-        out[i] = ck_strdup(t->name);
-        if (!out[i])
-            break;
-        i++;
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (!out || i < n) {
-        for (size_t k = 0; out && k < i; k++)
-            ck_free(out[k]);
-        ck_free(out);
-        return CK_ENOMEM;
-    }
-    *names = out;
-    return (int)n;
+    return ck_capreg_names(&s->reg, names);
 }
 
 bool ck_sidx_stats(ck_sidx_t *s, const char *index, ck_sidx_stats_t *st)
 {
-    bool found = false;
     memset(st, 0, sizeof(*st));
-    pthread_mutex_lock(&s->mu);
-    for (stopic_t *t = s->open; t; t = t->lnext) {
-        if (strcmp(t->name, index))
-            continue;
-        found = true;
-        pthread_mutex_lock(&t->mu);
-        for (size_t i = 0; i < t->ndisk; i++) {
-            st->docs += t->disk[i]->ndocs;
-            st->disk_bytes += t->disk[i]->len;
-        }
-        for (size_t i = 0; i < t->nmem; i++) {
-            st->docs += t->mem[i]->ndocs;
-            st->mem_bytes += t->mem[i]->len;
-        }
-        st->segments_disk = (uint32_t)t->ndisk;
-        st->segments_mem = (uint32_t)t->nmem;
-        st->merges = t->merges;
-        st->merging = t->merging;
-        st->flushes = t->flushes;
-        st->refreshes = t->refreshes;
-        pthread_mutex_unlock(&t->mu);
-        break;
+    ck_capreg_node_t *n = ck_capreg_get(&s->reg, index);
+    if (!n)
+        return false;
+    stopic_t *t = topic_of(n);
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->ndisk; i++) {
+        st->docs += t->disk[i]->ndocs;
+        st->disk_bytes += t->disk[i]->len;
     }
-    pthread_mutex_unlock(&s->mu);
-    return found;
+    for (size_t i = 0; i < t->nmem; i++) {
+        st->docs += t->mem[i]->ndocs;
+        st->mem_bytes += t->mem[i]->len;
+    }
+    st->segments_disk = (uint32_t)t->ndisk;
+    st->segments_mem = (uint32_t)t->nmem;
+    st->merges = t->merges;
+    st->merging = t->merging;
+    st->flushes = t->flushes;
+    st->refreshes = t->refreshes;
+    pthread_mutex_unlock(&t->mu);
+    topic_unref(t);
+    return true;
 }
 
 /* ---- lifecycle ---- */
@@ -1521,7 +1480,7 @@ int ck_sidx_new(const ck_sidx_config_t *cfg, ck_sidx_t **out)
     if (s->nlanes > MAX_LANES)
         s->nlanes = MAX_LANES;
     s->dir = ck_strdup(cfg->dir);
-    pthread_mutex_init(&s->mu, NULL);
+    ck_capreg_init(&s->reg);
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcv, NULL);
     lpool_t *p = &s->pool;
@@ -1571,12 +1530,9 @@ void ck_sidx_free(ck_sidx_t *s)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->go);
     pthread_cond_destroy(&p->done);
-    while (s->open) {
-        stopic_t *t = s->open;
-        s->open = t->lnext;
-        topic_unref(t);
-    }
-    pthread_mutex_destroy(&s->mu);
+    for (ck_capreg_node_t *n; (n = ck_capreg_pop(&s->reg));)
+        topic_unref(topic_of(n));
+    ck_capreg_destroy(&s->reg);
     pthread_mutex_destroy(&s->qmu);
     pthread_cond_destroy(&s->qcv);
     ck_free(s->dir);

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "core/err.h"
 #include "core/fs.h"
 #include "core/logging.h"
+#include "index/capreg.h"
 #include "vector/hnsw.h"
 #include "vector/vlog.h"
 
@@ -52,8 +54,7 @@ typedef struct pend {
 } pend_t;
 
 typedef struct vtopic {
-    _Atomic int refs;
-    struct vtopic *lnext; /* registry */
+    ck_capreg_node_t node; /* in ck_vidx.reg; its references count this object's */
     char *name;
     uint8_t id[16];
     char dir[1100];
@@ -93,8 +94,7 @@ struct ck_vidx {
     char dir[1024];
     ck_vidx_config_t cfg;
     char *provider, *model, *endpoint, *api_key, *model_dir;
-    pthread_mutex_t mu; /* registry */
-    vtopic_t *open;
+    ck_capreg_t reg; /* the open topics */
 };
 
 static const char *metric_name(int m)
@@ -137,7 +137,7 @@ int ck_vidx_new(const ck_vidx_config_t *cfg, ck_vidx_t **out)
     v->endpoint = dup_opt(cfg->endpoint);
     v->api_key = dup_opt(cfg->api_key);
     v->model_dir = dup_opt(cfg->model_dir);
-    pthread_mutex_init(&v->mu, NULL);
+    ck_capreg_init(&v->reg);
     int rc = ck_mkdirs(v->dir);
     if (rc) {
         ck_vidx_free(v);
@@ -151,7 +151,7 @@ void ck_vidx_free(ck_vidx_t *v)
 {
     if (!v)
         return;
-    pthread_mutex_destroy(&v->mu);
+    ck_capreg_destroy(&v->reg);
     ck_free(v->provider);
     ck_free(v->model);
     ck_free(v->endpoint);
@@ -192,7 +192,7 @@ static void pend_clear(vtopic_t *t)
 
 static void topic_unref(vtopic_t *t)
 {
-    if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
+    if (!t || !ck_capreg_unref(&t->node))
         return;
     for (int32_t p = 0; p < t->npart; p++)
         part_free(t->parts[p]);
@@ -207,41 +207,14 @@ static void topic_unref(vtopic_t *t)
     ck_free(t);
 }
 
-static void registry_add(ck_vidx_t *v, vtopic_t *t)
+static vtopic_t *topic_of(ck_capreg_node_t *n)
 {
-    atomic_fetch_add(&t->refs, 1);
-    pthread_mutex_lock(&v->mu);
-    t->lnext = v->open;
-    v->open = t;
-    pthread_mutex_unlock(&v->mu);
-}
-
-static void registry_remove(ck_vidx_t *v, vtopic_t *t)
-{
-    bool found = false;
-    pthread_mutex_lock(&v->mu);
-    for (vtopic_t **pp = &v->open; *pp; pp = &(*pp)->lnext) {
-        if (*pp == t) {
-            *pp = t->lnext;
-            found = true;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&v->mu);
-    if (found)
-        topic_unref(t);
+    return n ? (vtopic_t *)((char *)n - offsetof(vtopic_t, node)) : NULL;
 }
 
 static vtopic_t *registry_get(ck_vidx_t *v, const char *name)
 {
-    pthread_mutex_lock(&v->mu);
-    vtopic_t *t = v->open;
-    while (t && strcmp(t->name, name))
-        t = t->lnext;
-    if (t)
-        atomic_fetch_add(&t->refs, 1);
-    pthread_mutex_unlock(&v->mu);
-    return t;
+    return topic_of(ck_capreg_get(&v->reg, name));
 }
 
 static void set_error(vtopic_t *t, const char *msg)
@@ -639,11 +612,11 @@ static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
     t = ck_calloc(1, sizeof(*t));
     if (!t)
         return CK_ENOMEM;
-    atomic_init(&t->refs, 1);
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     pthread_rwlock_init(&t->plock, NULL);
     t->name = ck_strdup(it->name);
+    ck_capreg_node_init(&t->node, t->name);
     memcpy(t->id, it->id, 16);
     snprintf(t->dir, sizeof(t->dir), "%s/%s", v->dir, it->name);
     char err[CK_EMBED_ERR] = "";
@@ -687,7 +660,7 @@ static int op_open(void *cap, ck_idx_topic_t *it, int64_t *next)
     t->last_commit = t->last_retention = ck_mono_ms();
     atomic_store(&t->loading, true);
     it->priv = t;
-    registry_add(v, t);
+    ck_capreg_add(&v->reg, &t->node);
     uint64_t n = 0;
     for (int32_t p = 0; p < t->npart; p++)
         n += t->parts[p]->live;
@@ -975,19 +948,10 @@ static void do_clear(ck_vidx_t *v, vtopic_t *t)
 static void op_idle(void *cap, int64_t now)
 {
     ck_vidx_t *v = cap;
-    pthread_mutex_lock(&v->mu);
-    size_t n = 0;
-    for (vtopic_t *t = v->open; t; t = t->lnext)
-        n++;
-    vtopic_t **list = ck_calloc(n ? n : 1, sizeof(*list));
-    size_t k = 0;
-    for (vtopic_t *t = v->open; list && t; t = t->lnext) {
-        atomic_fetch_add(&t->refs, 1);
-        list[k++] = t;
-    }
-    pthread_mutex_unlock(&v->mu);
-    for (size_t i = 0; i < k; i++) {
-        vtopic_t *t = list[i];
+    ck_capreg_node_t **list = NULL;
+    int k = ck_capreg_all(&v->reg, &list);
+    for (int i = 0; i < k; i++) {
+        vtopic_t *t = topic_of(list[i]);
         if (t->it)
             do_clear(v, t);
         if (t->it && t->npend && now >= t->retry_at) {
@@ -1029,7 +993,8 @@ static void op_drop(void *cap, ck_idx_topic_t *it)
     vtopic_t *t = it->priv;
     if (!t)
         return;
-    registry_remove(v, t);
+    if (ck_capreg_remove(&v->reg, &t->node))
+        topic_unref(t);
     ck_rmtree(t->dir);
     t->it = NULL;
     it->priv = NULL;
@@ -1046,7 +1011,8 @@ static void op_close(void *cap, ck_idx_topic_t *it)
      * rebuilding */
     if (!flush_pending(t, false) && (!t->dirty || !commit(v, t)))
         snapshot(v, t, true);
-    registry_remove(v, t);
+    if (ck_capreg_remove(&v->reg, &t->node))
+        topic_unref(t);
     t->it = NULL;
     it->priv = NULL;
     topic_unref(t);
@@ -1271,19 +1237,5 @@ int64_t ck_vidx_clear(ck_vidx_t *v, const char *topic, int32_t partition, bool r
 
 int ck_vidx_list(ck_vidx_t *v, char ***names)
 {
-    *names = NULL;
-    pthread_mutex_lock(&v->mu);
-    size_t n = 0;
-    for (vtopic_t *t = v->open; t; t = t->lnext)
-        n++;
-    char **out = ck_calloc(n ? n : 1, sizeof(*out));
-    size_t k = 0;
-    for (vtopic_t *t = v->open; out && t; t = t->lnext)
-        if ((out[k] = ck_strdup(t->name)))
-            k++;
-    pthread_mutex_unlock(&v->mu);
-    if (!out)
-        return CK_ENOMEM;
-    *names = out;
-    return (int)k;
+    return ck_capreg_names(&v->reg, names);
 }
