@@ -73,6 +73,9 @@ int ck__read_records(ck_api_t *a, const ck__rec_ref_t *refs, size_t n,
 
 /* Registers the vector routes (/_vector/...). */
 int ck__vector_routes(ck_api_t *a, ck_http_t *http);
+/* A reranker is configured (CHRONIK_RERANKER_ENDPOINT). */
+bool ck__reranker_on(const ck_api_t *a);
+
 /* Finishes a best-first array of result objects (each with "topic", "partition",
  * "offset"): with rerank, and a reranker configured and a query text, every entry's text is
  * scored against query (given up at deadline_ms), gets "rerank_score" and the array is

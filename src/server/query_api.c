@@ -1033,7 +1033,7 @@ static void h_query(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
         score(&c.v[i], &pr);
     }
     qsort(c.v, c.n, sizeof(*c.v), cand_cmp);
-    size_t keep = p->rerank ? 5 * p->k : p->k; /* the reranker gets 5k */
+    size_t keep = p->rerank && ck__reranker_on(a) ? 5 * p->k : p->k; /* the reranker gets 5k */
     size_t ranked = c.n < keep ? c.n : keep;
     json_t *results = json_array(), *grouped = NULL;
     for (size_t i = 0; i < ranked; i++)

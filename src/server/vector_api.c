@@ -212,7 +212,7 @@ static bool finish(ck_api_t *a, ck_http_resp_t *resp, json_t *arr, const vreq_t 
 static void search_common(ck_api_t *a, ck_http_resp_t *resp, const char *topic, vreq_t *r,
                           const float *q, uint32_t dims, double embed_ms, int64_t t0)
 {
-    size_t k = r->rerank && r->query ? 5 * r->k : r->k;
+    size_t k = r->rerank && r->query && ck__reranker_on(a) ? 5 * r->k : r->k;
     ck_vidx_hit_t *hits = ck_malloc(sizeof(*hits) * k);
     size_t n = 0;
     char err[CK_VIDX_ERR] = "";
@@ -340,12 +340,17 @@ static bool rerank_results(ck_api_t *a, json_t *arr, texts_t *x, size_t n, const
     return !rc;
 }
 
+bool ck__reranker_on(const ck_api_t *a)
+{
+    return a->d.reranker.endpoint && *a->d.reranker.endpoint;
+}
+
 int ck__finish_results(ck_api_t *a, json_t *arr, size_t k, const char *query, bool rerank,
                        int64_t deadline_ms, bool *reranked, char *warn, size_t warnlen)
 {
     *reranked = false;
     warn[0] = 0;
-    bool can = rerank && query && a->d.reranker.endpoint && *a->d.reranker.endpoint;
+    bool can = rerank && query && ck__reranker_on(a);
     if (rerank && !can)
         snprintf(warn, warnlen, "rerank skipped: %s",
                  query ? "no reranker is configured (CHRONIK_RERANKER_ENDPOINT)"
@@ -516,7 +521,7 @@ static void h_hybrid(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     }
     /* each side: 3k (5k fused ones for the reranker), and at least the top 100 for the
      * linear fusion's normalisation */
-    size_t keep = r.rerank ? 5 * r.k : r.k, side = 3 * keep;
+    size_t keep = r.rerank && ck__reranker_on(a) ? 5 * r.k : r.k, side = 3 * keep;
     if (linear && side < 100)
         side = 100;
     float *q = ck_malloc(sizeof(float) * CK_EMBED_MAX_DIMS);
