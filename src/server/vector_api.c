@@ -227,9 +227,9 @@ static void search_common(ck_api_t *a, ck_http_resp_t *resp, const char *topic, 
         ck_vidx_stats(a->d.vector, topic, &st);
         ck_free(st.per_part);
         json_t *arr = hits_json(topic, hits, n);
-        json_t *o = json_pack("{s:O,s:I,s:I,s:f,s:f,s:f,s:s}", "results", arr, "count",
-                              (json_int_t)n, "total_vectors", (json_int_t)st.total,
-                              "execution_time_ms", 0.0, "query_embedding_time_ms", embed_ms,
+        /* count and execution_time_ms: after finish() */
+        json_t *o = json_pack("{s:O,s:I,s:f,s:f,s:s}", "results", arr, "total_vectors",
+                              (json_int_t)st.total, "query_embedding_time_ms", embed_ms,
                               "search_time_ms", search_ms, "model", st.model);
         if (finish(a, resp, arr, r, o)) {
             json_object_set_new(o, "execution_time_ms", json_real(ms_since(t0)));
@@ -612,9 +612,8 @@ static void h_hybrid(ck_http_req_t *req, ck_http_resp_t *resp, void *ud)
     ck_vidx_stats_t st;
     ck_vidx_stats(a->d.vector, topic, &st);
     ck_free(st.per_part);
-    json_t *o = json_pack("{s:O,s:I,s:I,s:I,s:f,s:s,s:s}", "results", arr, "count", (json_int_t)nf,
-                          "vector_results_count", (json_int_t)nv, "text_results_count",
-                          (json_int_t)nt, "execution_time_ms", 0.0, "fusion_method",
+    json_t *o = json_pack("{s:O,s:I,s:I,s:s,s:s}", "results", arr, "vector_results_count",
+                          (json_int_t)nv, "text_results_count", (json_int_t)nt, "fusion_method",
                           linear ? "linear" : "rrf", "model", st.model);
     if (finish(a, resp, arr, &r, o)) {
         json_object_set_new(o, "execution_time_ms", json_real(ms_since(t0)));

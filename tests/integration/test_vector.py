@@ -364,14 +364,20 @@ def test_kill9_during_indexing_equals_rebuild(own, emb):
     assert stats(s, t)["total_vectors"] == n
 
 
+def produce_then_trim(srv, t, words, n, upto):
+    """n records "words i" into partition 0, all embedded; then the log start moved to upto
+    (DeleteRecords) and the vectors below it gone."""
+    produce_json(srv, t, [{"text": "%s %d" % (words, i)} for i in range(n)], partition=0)
+    wait_vectors(srv, t, n)
+    with raw.Conn(srv.host, srv.kafka_port) as c:
+        assert raw.delete_records_v1(c, t, {0: upto}) == {0: (upto, 0)}
+    wait_vectors(srv, t, n - upto)
+
+
 def test_retention_drops_vectors(srv, emb):
     t = unique_topic("vret")
     vtopic(srv, t, 1, ext_config(emb))
-    produce_json(srv, t, [{"text": "oscar papa %d" % i} for i in range(20)], partition=0)
-    wait_vectors(srv, t, 20)
-    with raw.Conn(srv.host, srv.kafka_port) as c:
-        assert raw.delete_records_v1(c, t, {0: 15}) == {0: (15, 0)}
-    wait_vectors(srv, t, 5)
+    produce_then_trim(srv, t, "oscar papa", 20, 15)
     res = vsearch(srv, t, {"query": "oscar papa", "k": 50})
     assert sorted(o for _p, o in keyed(res)) == list(range(15, 20)), res
 
@@ -409,11 +415,7 @@ def test_retention_survives_restart_with_snapshot(own, emb):
     s = own("vretsnap")
     t = unique_topic("vrs")
     vtopic(s, t, 1, ext_config(emb))
-    produce_json(s, t, [{"text": "uniform whiskey %d" % i} for i in range(30)], partition=0)
-    wait_vectors(s, t, 30)
-    with raw.Conn(s.host, s.kafka_port) as c:
-        assert raw.delete_records_v1(c, t, {0: 12}) == {0: (12, 0)}
-    wait_vectors(s, t, 18)
+    produce_then_trim(s, t, "uniform whiskey", 30, 12)
     s.stop()
     assert (s.data_dir / "vector" / t / "p0.hnsw").exists()
     s.start()
